@@ -1,0 +1,245 @@
+"""Light GRU (Ravanelli et al. 2018) and stabilised Light GRU (Moumen & Parcollet 2023) stacks."""
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnlib.ligru_recurrence import NONLINEARITIES, ligru_recurrence
+from rnnlib.masked_norm import MaskedBatchNorm1d
+from rnnlib.sequence import lengths_to_mask, resolve_input_size, reverse_padded
+
+NORMALIZATIONS = ("batchnorm", "layernorm", "none")
+
+
+class LiGRUDirection(nn.Module):
+    """The weights of one direction of one Light GRU layer: ``W``, its normalisation, and ``U``.
+
+    ``a = norm(W x)`` is computed for all frames at once; ``U`` drives the recurrence.
+
+    Example:
+        >>> d = LiGRUDirection(input_size=40, hidden_size=16, normalization="batchnorm", bias=True)
+        >>> d.project(torch.randn(2, 7, 40), None).shape
+        torch.Size([2, 7, 32])
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, normalization: str, bias: bool):
+        super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"unknown normalization {normalization!r}; choose one of {NORMALIZATIONS}"
+            )
+        self.normalization = normalization
+        # With a normalisation after it, a bias on W would be cancelled: keep it only without one.
+        self.w = nn.Linear(input_size, 2 * hidden_size, bias=bias and normalization == "none")
+        if normalization == "batchnorm":
+            self.norm: nn.Module = MaskedBatchNorm1d(2 * hidden_size, momentum=0.05)
+        elif normalization == "layernorm":
+            self.norm = nn.LayerNorm(2 * hidden_size)
+        else:
+            self.norm = nn.Identity()
+        self.weight_hh = nn.Parameter(torch.empty(2 * hidden_size, hidden_size))
+        self.reset_recurrent_weights()
+
+    def reset_recurrent_weights(self) -> None:
+        """Orthogonal initialisation of each gate block of ``U``."""
+        hidden = self.weight_hh.shape[1]
+        with torch.no_grad():
+            for block in self.weight_hh.split(hidden, dim=0):
+                nn.init.orthogonal_(block)
+
+    def project(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """Return ``norm(W x)`` ``[batch, time, 2 * hidden]`` for every frame of ``x``."""
+        a = self.w(x)
+        if self.normalization == "batchnorm":
+            return self.norm(a, mask)
+        return self.norm(a)
+
+
+class LiGRU(nn.Module):
+    r"""Multi-layer Light GRU over ``[batch, time, features]``, optionally bidirectional.
+
+    Per layer and direction (``W: in -> 2H`` without bias, ``U: H -> 2H``):
+
+    .. math::
+        a_t = \mathrm{BN}(W x_t), \quad z_t = \sigma(a_{z,t} + U_z h_{t-1}),
+        \quad c_t = f(a_{h,t} + U_h h_{t-1}), \quad h_t = z_t h_{t-1} + (1 - z_t) c_t
+
+    Args:
+        hidden_size: ``H``, features of the state per direction.
+        input_size: input features (or give ``input_shape``).
+        input_shape: an example input shape ``[batch, time, features]``.
+        num_layers: stacked layers.
+        bidirectional: add a backward direction; outputs are concatenated ``[fwd, bwd]``.
+        dropout: dropout on the outputs of every layer but the last.
+        recurrent_dropout: dropout on the candidate ``c_t``, one mask per sequence for all steps.
+        nonlinearity: ``f``: relu, leaky_relu, tanh or sin.
+        normalization: of ``W x``: batchnorm (over valid frames), layernorm or none.
+        share_directions: the backward direction reuses the forward weights (SpeechBrain's
+            default); the reversed sequences run as extra batch rows.
+        bias: a bias on ``W x`` when there is no normalisation.
+
+    Shapes: ``forward(x, lengths=None, hx=None)`` returns ``output [batch, time, H * D]`` and
+    ``h_n [num_layers * D, batch, H]`` (``D`` = 2 if bidirectional), the state at each
+    sequence's last valid frame. ``lengths`` are valid frames per sequence; padded output frames
+    are zero. ``hx`` has the shape of ``h_n`` and continues from a given state.
+
+    Example:
+        >>> rnn = LiGRU(hidden_size=32, input_shape=(4, 50, 40), num_layers=2, bidirectional=True)
+        >>> out, h_n = rnn(torch.randn(4, 50, 40), lengths=torch.tensor([50, 42, 30, 7]))
+        >>> out.shape, h_n.shape
+        (torch.Size([4, 50, 64]), torch.Size([4, 4, 32]))
+    """
+
+    recurrent_norm = False
+
+    def __init__(
+        self,
+        hidden_size: int,
+        input_size: int | None = None,
+        input_shape: Sequence[int] | None = None,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        nonlinearity: str = "relu",
+        normalization: str = "batchnorm",
+        share_directions: bool = False,
+        bias: bool = True,
+    ):
+        super().__init__()
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(
+                f"unknown nonlinearity {nonlinearity!r}; choose one of {NONLINEARITIES}"
+            )
+        for name, p in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1), got {p}")
+        self.input_size = resolve_input_size(input_size, input_shape)
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.num_directions = 2 if bidirectional else 1
+        self.output_size = hidden_size * self.num_directions
+        self.dropout = dropout
+        self.recurrent_dropout = recurrent_dropout
+        self.nonlinearity = nonlinearity
+        self.normalization = normalization
+        self.share_directions = share_directions and bidirectional
+        weight_sets = 1 if self.share_directions else self.num_directions
+        self.layers = nn.ModuleList()
+        for layer in range(num_layers):
+            size_in = self.input_size if layer == 0 else self.output_size
+            self.layers.append(
+                nn.ModuleList(
+                    LiGRUDirection(size_in, hidden_size, normalization, bias)
+                    for _ in range(weight_sets)
+                )
+            )
+
+    def forward(
+        self, x: Tensor, lengths: Tensor | None = None, hx: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"expected input [batch, time, {self.input_size}], got {list(x.shape)}"
+            )
+        batch, time, _ = x.shape
+        mask = lengths_to_mask(lengths, time, batch, device=x.device)
+        if mask is not None:
+            lengths = mask.sum(1)
+        states = self._initial_states(x, hx)
+        final_states = []
+        for index, directions in enumerate(self.layers):
+            h0 = states[index * self.num_directions : (index + 1) * self.num_directions]
+            x, h_n = self._layer_forward(directions, x, lengths, mask, h0)
+            final_states.append(h_n)
+            if self.dropout > 0 and index < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, self.training)
+        return x, torch.cat(final_states, dim=0)
+
+    def _initial_states(self, x: Tensor, hx: Tensor | None) -> Tensor:
+        shape = (self.num_layers * self.num_directions, x.shape[0], self.hidden_size)
+        if hx is None:
+            return x.new_zeros(shape)
+        if tuple(hx.shape) != shape:
+            raise ValueError(f"hx must have shape {list(shape)}, got {list(hx.shape)}")
+        return hx.to(x.dtype)
+
+    def _drop_mask(self, like: Tensor, rows: int) -> Tensor | None:
+        if not self.training or self.recurrent_dropout == 0:
+            return None
+        keep = 1.0 - self.recurrent_dropout
+        return like.new_empty(rows, self.hidden_size).bernoulli_(keep) / keep
+
+    def _layer_forward(
+        self,
+        directions: nn.ModuleList,
+        x: Tensor,
+        lengths: Tensor | None,
+        mask: Tensor | None,
+        h0: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """One layer: ``x [B, T, in]``, ``h0 [D, B, H]`` -> ``([B, T, H * D], [D, B, H])``."""
+        batch = x.shape[0]
+        run = self._recurrence
+        if not self.bidirectional:
+            a = directions[0].project(x, mask)
+            out, h_n = run(a, directions[0].weight_hh, h0[0], mask)
+            return out, h_n.unsqueeze(0)
+        if self.share_directions:
+            a = directions[0].project(x, mask)
+            a_both = torch.cat([a, reverse_padded(a, lengths)], dim=0)
+            mask_both = None if mask is None else torch.cat([mask, mask], dim=0)
+            out, h_n = run(a_both, directions[0].weight_hh, h0.reshape(2 * batch, -1), mask_both)
+            out_fwd, out_bwd = out[:batch], out[batch:]
+            h_n = h_n.view(2, batch, -1)
+        else:
+            a_fwd = directions[0].project(x, mask)
+            a_bwd = reverse_padded(directions[1].project(x, mask), lengths)
+            out_fwd, h_fwd = run(a_fwd, directions[0].weight_hh, h0[0], mask)
+            out_bwd, h_bwd = run(a_bwd, directions[1].weight_hh, h0[1], mask)
+            h_n = torch.stack([h_fwd, h_bwd])
+        return torch.cat([out_fwd, reverse_padded(out_bwd, lengths)], dim=-1), h_n
+
+    def _recurrence(
+        self, a: Tensor, weight_hh: Tensor, h0: Tensor, mask: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        return ligru_recurrence(
+            a,
+            weight_hh,
+            h0,
+            mask,
+            self.nonlinearity,
+            self.recurrent_norm,
+            self._drop_mask(a, a.shape[0]),
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+            f"bidirectional={self.bidirectional}, share_directions={self.share_directions}, "
+            f"nonlinearity={self.nonlinearity}, normalization={self.normalization}, "
+            f"dropout={self.dropout}, recurrent_dropout={self.recurrent_dropout}"
+        )
+
+
+class SLiGRU(LiGRU):
+    r"""Stabilised Light GRU: a Light GRU with layer norm (no affine) on ``U h_{t-1}``.
+
+    .. math::
+        z_t = \sigma(a_{z,t} + \mathrm{LN}(U h_{t-1})_z), \quad
+        c_t = f(a_{h,t} + \mathrm{LN}(U h_{t-1})_h)
+
+    The normalisation keeps the ReLU recurrence from exploding with large hidden sizes. It takes
+    the arguments of :class:`LiGRU`.
+
+    Example:
+        >>> rnn = SLiGRU(hidden_size=16, input_size=8, bidirectional=True, share_directions=True)
+        >>> out, h_n = rnn(torch.randn(3, 20, 8))
+        >>> out.shape, h_n.shape
+        (torch.Size([3, 20, 32]), torch.Size([2, 3, 16]))
+    """
+
+    recurrent_norm = True

@@ -1,0 +1,112 @@
+r"""The Light GRU recurrence: the one loop over time shared by LiGRU and SLi-GRU.
+
+Given the normalised input projection ``a = [a_z, a_h]`` of every frame (computed before the loop as
+one large product), the recurrence is
+
+.. math::
+    u_t = U h_{t-1} \quad (\text{SLi-GRU: } u_t = \mathrm{LN}(U h_{t-1}))
+
+    z_t = \sigma(a_{z,t} + u_{z,t}), \quad c_t = f(a_{h,t} + u_{h,t}) \odot m
+
+    h_t = z_t \odot h_{t-1} + (1 - z_t) \odot c_t
+
+where ``m`` is the recurrent dropout mask of the sequence (the same at every step) and ``f`` the
+candidate nonlinearity. On padded frames (``mask`` False) the state is held and the output is zero.
+
+This module is the single place the loop lives, so a faster kernel can replace
+:func:`ligru_recurrence` without touching the layers.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+NONLINEARITIES = ("relu", "leaky_relu", "tanh", "sin")
+LEAKY_RELU_SLOPE = 0.01
+LAYER_NORM_EPS = 1e-5
+
+
+def candidate_activation(x: Tensor, nonlinearity: str) -> Tensor:
+    """Apply the candidate nonlinearity ``f`` by name (relu, leaky_relu, tanh, sin)."""
+    if nonlinearity == "relu":
+        return torch.relu(x)
+    if nonlinearity == "leaky_relu":
+        return F.leaky_relu(x, LEAKY_RELU_SLOPE)
+    if nonlinearity == "tanh":
+        return torch.tanh(x)
+    if nonlinearity == "sin":
+        return torch.sin(x)
+    raise ValueError(f"unknown nonlinearity {nonlinearity!r}; choose one of {NONLINEARITIES}")
+
+
+def ligru_recurrence_reference(
+    a: Tensor,
+    weight_hh: Tensor,
+    h0: Tensor,
+    mask: Tensor | None = None,
+    nonlinearity: str = "relu",
+    recurrent_norm: bool = False,
+    drop_mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Run the Light GRU recurrence step by step with autograd (the readable reference).
+
+    Args:
+        a: normalised input projections ``[batch, time, 2 * hidden]`` (``a_z`` then ``a_h``).
+        weight_hh: recurrent weight ``U`` ``[2 * hidden, hidden]``.
+        h0: initial state ``[batch, hidden]``.
+        mask: ``[batch, time]`` bool, True on valid frames; None if all are valid.
+        nonlinearity: candidate nonlinearity.
+        recurrent_norm: layer-normalise ``U h`` (no affine) before the gates (SLi-GRU).
+        drop_mask: recurrent dropout mask ``[batch, hidden]`` (already scaled), or None.
+
+    Returns:
+        ``(output [batch, time, hidden], h_n [batch, hidden])``.
+
+    >>> out, h = ligru_recurrence_reference(torch.zeros(2, 3, 8), torch.eye(8, 4), torch.ones(2, 4))
+    >>> out.shape, h.shape
+    (torch.Size([2, 3, 4]), torch.Size([2, 4]))
+    """
+    hidden = weight_hh.shape[1]
+    h = h0
+    outputs = []
+    for t in range(a.shape[1]):
+        u = F.linear(h, weight_hh)
+        if recurrent_norm:
+            u = F.layer_norm(u, (2 * hidden,), eps=LAYER_NORM_EPS)
+        gates = a[:, t] + u
+        z = torch.sigmoid(gates[:, :hidden])
+        c = candidate_activation(gates[:, hidden:], nonlinearity)
+        if drop_mask is not None:
+            c = c * drop_mask
+        h_new = z * h + (1 - z) * c
+        if mask is not None:
+            valid = mask[:, t : t + 1]
+            h_new = torch.where(valid, h_new, h)
+            outputs.append(h_new * valid)
+        else:
+            outputs.append(h_new)
+        h = h_new
+    return torch.stack(outputs, dim=1), h
+
+
+def ligru_recurrence(
+    a: Tensor,
+    weight_hh: Tensor,
+    h0: Tensor,
+    mask: Tensor | None = None,
+    nonlinearity: str = "relu",
+    recurrent_norm: bool = False,
+    drop_mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Run the Light GRU recurrence; same contract as :func:`ligru_recurrence_reference`.
+
+    This is the entry the layers call; it dispatches to the fastest available implementation.
+
+    >>> a = torch.randn(2, 5, 8)
+    >>> out, h = ligru_recurrence(a, torch.randn(8, 4) / 2, torch.zeros(2, 4))
+    >>> torch.allclose(out[:, -1], h)
+    True
+    """
+    return ligru_recurrence_reference(
+        a, weight_hh, h0, mask, nonlinearity, recurrent_norm, drop_mask
+    )
