@@ -1,0 +1,1 @@
+"""Tests of rnnlib and the recipes."""

@@ -1,0 +1,1 @@
+"""Task recipes built on rnnlib."""

@@ -1,0 +1,1 @@
+"""TIMIT phone recognition recipe: corpus, features, batching, model and entry points."""

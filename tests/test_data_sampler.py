@@ -1,0 +1,75 @@
+"""Frame-budget batch sampler: budget, coverage, sharding, epochs."""
+
+import numpy as np
+import pytest
+
+from recipes.timit.sampler import FrameBudgetBatchSampler
+
+
+def _lengths(n: int, seed: int = 0) -> list[int]:
+    return np.random.default_rng(seed).integers(50, 700, n).tolist()
+
+
+@pytest.mark.parametrize("n", [1, 7, 101])
+def test_budget_and_exact_coverage(n):
+    lengths = _lengths(n)
+    lengths[0] = 5000  # longer than the budget: a batch of its own
+    s = FrameBudgetBatchSampler(lengths, max_frames=3000, seed=1)
+    batches = list(s)
+    assert len(batches) == len(s)
+    assert sorted(i for b in batches for i in b) == list(range(n))
+    for b in batches:
+        assert len(b) * max(lengths[i] for i in b) <= 3000 or len(b) == 1
+    assert [0] in batches
+
+
+@pytest.mark.parametrize(("n", "replicas"), [(101, 2), (101, 3), (10, 3), (2, 3), (57, 2)])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_shards_disjoint_and_equal(n, replicas, drop_last):
+    lengths = _lengths(n, seed=n)
+    shards = []
+    for rank in range(replicas):
+        s = FrameBudgetBatchSampler(lengths, 2500, seed=3, num_replicas=replicas, rank=rank,
+                                    drop_last=drop_last)  # fmt: skip
+        s.set_epoch(2)
+        batches = list(s)
+        assert len(batches) == len(s)
+        shards.append(batches)
+    assert len({len(b) for b in shards}) == 1  # same number of batches on every rank
+    sets = [{i for b in batches for i in b} for batches in shards]
+    if n >= replicas:
+        for a in range(replicas):
+            for b in range(a + 1, replicas):
+                assert not sets[a] & sets[b]
+    covered = set().union(*sets)
+    if not drop_last:
+        assert covered == set(range(n))
+    elif n >= 2 * replicas:
+        assert len(covered) >= n // 2
+
+
+def test_epochs_shuffle_and_seed_reproduces():
+    lengths = _lengths(200)
+
+    def order(seed, epoch):
+        s = FrameBudgetBatchSampler(lengths, 4000, seed=seed)
+        s.set_epoch(epoch)
+        return list(s)
+
+    assert order(0, 0) == order(0, 0)
+    assert order(0, 0) != order(0, 1)
+    assert order(0, 0) != order(1, 0)
+    unshuffled = FrameBudgetBatchSampler(lengths, 4000, shuffle=False)
+    first = list(unshuffled)
+    unshuffled.set_epoch(5)
+    assert list(unshuffled) == first
+    # batches group similar lengths
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in first]
+    assert np.mean(spread) < 0.2 * (max(lengths) - min(lengths))
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError):
+        FrameBudgetBatchSampler([10], 0)
+    with pytest.raises(ValueError):
+        FrameBudgetBatchSampler([10], 100, num_replicas=2, rank=2)
