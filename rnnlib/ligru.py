@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlib.ligru_recurrence import NONLINEARITIES, ligru_recurrence
+from rnnlib.ligru_recurrence import NONLINEARITIES, ligru_recurrence_directions
 from rnnlib.masked_norm import MaskedBatchNorm1d
 from rnnlib.sequence import lengths_to_mask, resolve_input_size, reverse_padded
 
@@ -93,6 +93,8 @@ class LiGRU(nn.Module):
     """
 
     recurrent_norm = False
+    #: run the step-by-step autograd reference instead of the fast kernel (for tests).
+    reference_recurrence = False
 
     def __init__(
         self,
@@ -167,11 +169,12 @@ class LiGRU(nn.Module):
             raise ValueError(f"hx must have shape {list(shape)}, got {list(hx.shape)}")
         return hx.to(x.dtype)
 
-    def _drop_mask(self, like: Tensor, rows: int) -> Tensor | None:
+    def _drop_mask(self, like: Tensor, shape: tuple[int, int]) -> Tensor | None:
+        """Recurrent dropout masks ``[*shape, H]`` (scaled), one per sequence, or None."""
         if not self.training or self.recurrent_dropout == 0:
             return None
         keep = 1.0 - self.recurrent_dropout
-        return like.new_empty(rows, self.hidden_size).bernoulli_(keep) / keep
+        return like.new_empty(*shape, self.hidden_size).bernoulli_(keep) / keep
 
     def _layer_forward(
         self,
@@ -181,39 +184,46 @@ class LiGRU(nn.Module):
         mask: Tensor | None,
         h0: Tensor,
     ) -> tuple[Tensor, Tensor]:
-        """One layer: ``x [B, T, in]``, ``h0 [D, B, H]`` -> ``([B, T, H * D], [D, B, H])``."""
+        """One layer: ``x [B, T, in]``, ``h0 [D, B, H]`` -> ``([B, T, H * D], [D, B, H])``.
+
+        Both directions run in one recurrence loop: with shared weights the reversed sequences
+        are extra batch rows, with separate weights a batched product over the two directions.
+        """
         batch = x.shape[0]
-        run = self._recurrence
         if not self.bidirectional:
             a = directions[0].project(x, mask)
-            out, h_n = run(a, directions[0].weight_hh, h0[0], mask)
-            return out, h_n.unsqueeze(0)
+            out, h_n = self._recurrence([a], [directions[0].weight_hh], h0, mask)
+            return out[0], h_n
         if self.share_directions:
             a = directions[0].project(x, mask)
             a_both = torch.cat([a, reverse_padded(a, lengths)], dim=0)
             mask_both = None if mask is None else torch.cat([mask, mask], dim=0)
-            out, h_n = run(a_both, directions[0].weight_hh, h0.reshape(2 * batch, -1), mask_both)
-            out_fwd, out_bwd = out[:batch], out[batch:]
+            out, h_n = self._recurrence(
+                [a_both], [directions[0].weight_hh], h0.reshape(1, 2 * batch, -1), mask_both
+            )
+            out_fwd, out_bwd = out[0, :batch], out[0, batch:]
             h_n = h_n.view(2, batch, -1)
         else:
             a_fwd = directions[0].project(x, mask)
             a_bwd = reverse_padded(directions[1].project(x, mask), lengths)
-            out_fwd, h_fwd = run(a_fwd, directions[0].weight_hh, h0[0], mask)
-            out_bwd, h_bwd = run(a_bwd, directions[1].weight_hh, h0[1], mask)
-            h_n = torch.stack([h_fwd, h_bwd])
+            weights = [directions[0].weight_hh, directions[1].weight_hh]
+            out, h_n = self._recurrence([a_fwd, a_bwd], weights, h0, mask)
+            out_fwd, out_bwd = out[0], out[1]
         return torch.cat([out_fwd, reverse_padded(out_bwd, lengths)], dim=-1), h_n
 
     def _recurrence(
-        self, a: Tensor, weight_hh: Tensor, h0: Tensor, mask: Tensor | None
+        self, inputs: list[Tensor], weights: list[Tensor], h0: Tensor, mask: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        return ligru_recurrence(
-            a,
-            weight_hh,
+        """Run ``D`` recurrences: ``h0 [D, rows, H]`` -> ``out [D, rows, T, H]``, ``h_n``."""
+        return ligru_recurrence_directions(
+            inputs,
+            weights,
             h0,
             mask,
             self.nonlinearity,
             self.recurrent_norm,
-            self._drop_mask(a, a.shape[0]),
+            self._drop_mask(inputs[0], (len(inputs), h0.shape[1])),
+            reference=self.reference_recurrence,
         )
 
     def extra_repr(self) -> str:

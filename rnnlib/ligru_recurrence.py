@@ -17,26 +17,29 @@ This module is the single place the loop lives, so a faster kernel can replace
 :func:`ligru_recurrence` without touching the layers.
 """
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-NONLINEARITIES = ("relu", "leaky_relu", "tanh", "sin")
-LEAKY_RELU_SLOPE = 0.01
-LAYER_NORM_EPS = 1e-5
+from rnnlib.ligru_kernel import ligru_fast
+from rnnlib.ligru_pointwise import (
+    LAYER_NORM_EPS,
+    LEAKY_RELU_SLOPE,
+    NONLINEARITIES,
+    candidate_activation,
+)
 
-
-def candidate_activation(x: Tensor, nonlinearity: str) -> Tensor:
-    """Apply the candidate nonlinearity ``f`` by name (relu, leaky_relu, tanh, sin)."""
-    if nonlinearity == "relu":
-        return torch.relu(x)
-    if nonlinearity == "leaky_relu":
-        return F.leaky_relu(x, LEAKY_RELU_SLOPE)
-    if nonlinearity == "tanh":
-        return torch.tanh(x)
-    if nonlinearity == "sin":
-        return torch.sin(x)
-    raise ValueError(f"unknown nonlinearity {nonlinearity!r}; choose one of {NONLINEARITIES}")
+__all__ = [
+    "LAYER_NORM_EPS",
+    "LEAKY_RELU_SLOPE",
+    "NONLINEARITIES",
+    "candidate_activation",
+    "ligru_recurrence",
+    "ligru_recurrence_directions",
+    "ligru_recurrence_reference",
+]
 
 
 def ligru_recurrence_reference(
@@ -100,13 +103,70 @@ def ligru_recurrence(
 ) -> tuple[Tensor, Tensor]:
     """Run the Light GRU recurrence; same contract as :func:`ligru_recurrence_reference`.
 
-    This is the entry the layers call; it dispatches to the fastest available implementation.
+    This is the entry the layers call; it dispatches to the fast kernel
+    (:func:`rnnlib.ligru_kernel.ligru_fast`).
 
     >>> a = torch.randn(2, 5, 8)
     >>> out, h = ligru_recurrence(a, torch.randn(8, 4) / 2, torch.zeros(2, 4))
     >>> torch.allclose(out[:, -1], h)
     True
     """
-    return ligru_recurrence_reference(
-        a, weight_hh, h0, mask, nonlinearity, recurrent_norm, drop_mask
+    out, h_n = ligru_recurrence_directions(
+        [a],
+        [weight_hh],
+        h0.unsqueeze(0),
+        mask,
+        nonlinearity,
+        recurrent_norm,
+        None if drop_mask is None else drop_mask.unsqueeze(0),
     )
+    return out[0], h_n[0]
+
+
+def ligru_recurrence_directions(
+    inputs: Sequence[Tensor],
+    weights_hh: Sequence[Tensor],
+    h0: Tensor,
+    mask: Tensor | None = None,
+    nonlinearity: str = "relu",
+    recurrent_norm: bool = False,
+    drop_mask: Tensor | None = None,
+    reference: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Run ``D`` independent recurrences (e.g. the two directions of a layer) together.
+
+    Args:
+        inputs: ``D`` input projections ``[batch, time, 2 * hidden]``, all padded like ``mask``.
+        weights_hh: ``D`` recurrent weights ``[2 * hidden, hidden]``.
+        h0: initial states ``[D, batch, hidden]``.
+        mask, nonlinearity, recurrent_norm: as in :func:`ligru_recurrence_reference`.
+        drop_mask: recurrent dropout masks ``[D, batch, hidden]`` or None.
+        reference: run :func:`ligru_recurrence_reference` per direction instead of the kernel.
+
+    Returns:
+        ``(output [D, batch, time, hidden], h_n [D, batch, hidden])``.
+
+    >>> out, h = ligru_recurrence_directions(
+    ...     [torch.randn(2, 5, 8)] * 2, [torch.randn(8, 4)] * 2, torch.zeros(2, 2, 4))
+    >>> out.shape, h.shape
+    (torch.Size([2, 2, 5, 4]), torch.Size([2, 2, 4]))
+    """
+    if reference or (drop_mask is not None and drop_mask.requires_grad):
+        results = [
+            ligru_recurrence_reference(
+                a,
+                w,
+                h0[d],
+                mask,
+                nonlinearity,
+                recurrent_norm,
+                None if drop_mask is None else drop_mask[d],
+            )
+            for d, (a, w) in enumerate(zip(inputs, weights_hh, strict=True))
+        ]
+        return torch.stack([r[0] for r in results]), torch.stack([r[1] for r in results])
+    if len(weights_hh) == 1:
+        weight = weights_hh[0].unsqueeze(0)
+    else:
+        weight = torch.stack(list(weights_hh))
+    return ligru_fast(inputs, weight, h0, mask, nonlinearity, recurrent_norm, drop_mask)

@@ -1,0 +1,212 @@
+"""Time and measure every recurrent layer type side by side, as ratios to ``torch.nn.GRU``.
+
+For each configuration: one training step (forward + backward of ``output.sum()``) and one
+inference forward (eval, no_grad), median over repeats after a warm-up, the layer types interleaved
+so that load on a shared machine hits them alike; and the peak memory of a training step, each type
+in a fresh subprocess (CPU: RSS high-water mark minus the RSS after building model and inputs;
+CUDA: peak allocated minus allocated).
+
+    python scripts/bench_rnn.py --config both --threads 2 --json bench.json
+
+Configurations: S: batch 8, 300 frames, 40 features, hidden 512, 1 layer, unidirectional (time);
+M: batch 16, 500 frames, 4 bidirectional layers (time and memory).
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from rnnlib import build_rnn
+
+CONFIGS = {
+    "S": dict(batch=8, frames=300, features=40, hidden=512, layers=1, bidirectional=False),
+    "M": dict(batch=16, frames=500, features=40, hidden=512, layers=4, bidirectional=True),
+}
+MEMORY_CONFIGS = ("M",)
+TYPES = ("torch.nn.GRU", "torch.nn.LSTM", "rnn", "lstm", "gru", "ligru", "sligru")
+DEFAULT_REPEATS = {"S": 10, "M": 3}
+
+
+def build(name: str, config: dict, device: str) -> nn.Module:
+    """A layer stack of type ``name`` (``torch.nn.GRU``/``torch.nn.LSTM`` or an rnnlib name)."""
+    sizes = dict(hidden_size=config["hidden"], num_layers=config["layers"])
+    sizes["bidirectional"] = config["bidirectional"]
+    if name.startswith("torch.nn."):
+        cls = getattr(nn, name.removeprefix("torch.nn."))
+        model = cls(config["features"], batch_first=True, **sizes)
+    else:
+        model = build_rnn(name, input_size=config["features"], **sizes)
+    return model.to(device)
+
+
+def make_input(config: dict, device: str) -> torch.Tensor:
+    shape = (config["batch"], config["frames"], config["features"])
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def training_step(model: nn.Module, x: torch.Tensor) -> None:
+    model.train()
+    out = model(x)[0]
+    out.sum().backward()
+    model.zero_grad(set_to_none=True)
+
+
+def inference_step(model: nn.Module, x: torch.Tensor) -> None:
+    model.eval()
+    with torch.no_grad():
+        model(x)
+
+
+def timed(step: Callable[[], None], device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def time_config(config: dict, types: list[str], device: str, repeats: int) -> dict:
+    """Median seconds of a training step and an inference forward per type (interleaved)."""
+    x = make_input(config, device)
+    models = {name: build(name, config, device) for name in types}
+    samples: dict[str, dict[str, list[float]]] = {n: {"train": [], "infer": []} for n in types}
+    for repeat in range(repeats + 1):  # the first round is the warm-up
+        for name, model in models.items():
+            train = timed(lambda m=model: training_step(m, x), device)
+            infer = timed(lambda m=model: inference_step(m, x), device)
+            if repeat > 0:
+                samples[name]["train"].append(train)
+                samples[name]["infer"].append(infer)
+    return {n: {k: statistics.median(v) for k, v in s.items()} for n, s in samples.items()}
+
+
+def current_rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * resource.getpagesize()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def measure_memory_here(name: str, config: dict, device: str) -> float:
+    """Peak bytes of two training steps above the state after building model and inputs."""
+    model = build(name, config, device)
+    x = make_input(config, device)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        for _ in range(2):
+            training_step(model, x)
+        torch.cuda.synchronize()
+        return float(torch.cuda.max_memory_allocated() - base)
+    base = current_rss_bytes()
+    for _ in range(2):
+        training_step(model, x)
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
+
+
+def measure_memory(name: str, config_name: str, args: argparse.Namespace) -> float:
+    """Run :func:`measure_memory_here` in a fresh interpreter and return its bytes."""
+    command = [sys.executable, __file__, "--memory-child", name, "--config", config_name]
+    command += ["--threads", str(args.threads), "--device", args.device]
+    command += overrides_as_flags(args)
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def overrides_as_flags(args: argparse.Namespace) -> list[str]:
+    flags = []
+    for key in ("batch", "frames", "features", "hidden", "layers"):
+        if getattr(args, key) is not None:
+            flags += [f"--{key}", str(getattr(args, key))]
+    return flags
+
+
+def resolve_config(name: str, args: argparse.Namespace) -> dict:
+    config = dict(CONFIGS[name])
+    for key in ("batch", "frames", "features", "hidden", "layers"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    return config
+
+
+def format_table(results: dict, configs: dict) -> str:
+    """One row per type: each figure and its ratio to torch.nn.GRU, per configuration."""
+    lines = []
+    for config_name, rows in results.items():
+        base = rows["torch.nn.GRU"]
+        lines.append(f"config {config_name}: {json.dumps(configs[config_name])}")
+        header = f"{'type':14} {'train ms':>9} {'x GRU':>6} {'infer ms':>9} {'x GRU':>6}"
+        has_memory = "peak_mb" in base
+        if has_memory:
+            header += f" {'peak MB':>8} {'x GRU':>6}"
+        lines.append(header)
+        for name, row in rows.items():
+            line = f"{name:14} {row['train_ms']:9.1f} {row['train_ms'] / base['train_ms']:6.2f}"
+            line += f" {row['infer_ms']:9.1f} {row['infer_ms'] / base['infer_ms']:6.2f}"
+            if has_memory:
+                line += f" {row['peak_mb']:8.0f} {row['peak_mb'] / base['peak_mb']:6.2f}"
+            lines.append(line)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", choices=["S", "M", "both"], default="both")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--repeats", type=int, default=None, help="default: S 10, M 3")
+    parser.add_argument("--types", nargs="+", default=list(TYPES), help="torch.nn.GRU is added")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--json", metavar="PATH", help="also write the table as JSON")
+    for key in ("batch", "frames", "features", "hidden", "layers"):
+        parser.add_argument(f"--{key}", type=int, default=None, help="override the config")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    if args.memory_child:
+        config = resolve_config(args.config, args)
+        print(measure_memory_here(args.memory_child, config, args.device))
+        return
+    types = ["torch.nn.GRU"] + [t for t in args.types if t != "torch.nn.GRU"]
+    names = ["S", "M"] if args.config == "both" else [args.config]
+    results, configs = {}, {}
+    for config_name in names:
+        config = configs[config_name] = resolve_config(config_name, args)
+        repeats = args.repeats or DEFAULT_REPEATS[config_name]
+        times = time_config(config, types, args.device, repeats)
+        rows = {}
+        for name in types:
+            rows[name] = {
+                "train_ms": times[name]["train"] * 1e3,
+                "infer_ms": times[name]["infer"] * 1e3,
+            }
+            if config_name in MEMORY_CONFIGS and not args.no_memory:
+                rows[name]["peak_mb"] = measure_memory(name, config_name, args) / 2**20
+        results[config_name] = rows
+        print(format_table({config_name: rows}, configs), flush=True)
+    if args.json:
+        table = {"threads": args.threads, "device": args.device, "configs": configs}
+        table["results"] = results
+        with open(args.json, "w") as handle:
+            json.dump(table, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""The fast Light GRU kernel against the step-by-step autograd reference, option by option."""
+
+import itertools
+
+import pytest
+import torch
+
+from rnnlib import LiGRU, SLiGRU, ligru_product
+from rnnlib.ligru_recurrence import (
+    NONLINEARITIES,
+    ligru_recurrence,
+    ligru_recurrence_directions,
+    ligru_recurrence_reference,
+)
+
+# (rtol, atol relative to the largest expected magnitude): float32 rounding differs between the
+# fused kernel and the reference, and long recurrences amplify it (both are as close to float64).
+TOLERANCES = {torch.float64: (1e-10, 1e-12), torch.float32: (1e-4, 1e-4)}
+
+
+def assert_close(got, expected, dtype, msg=None):
+    rtol, scale = TOLERANCES[dtype]
+    atol = scale * max(expected.abs().max().item(), 1.0)
+    torch.testing.assert_close(got, expected, rtol=rtol, atol=atol, msg=msg)
+
+
+def recurrence_inputs(dtype, batch=3, time=23, hidden=6, lengths=None, drop=False, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+
+    def randn(*shape, scale=1.0):
+        values = torch.randn(*shape, generator=generator, dtype=torch.float64) * scale
+        return values.to(dtype).requires_grad_()
+
+    a = randn(batch, time, 2 * hidden)
+    weight = randn(2 * hidden, hidden, scale=0.5)
+    h0 = randn(batch, hidden)
+    mask = None
+    if lengths is not None:
+        mask = torch.arange(time).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    drop_mask = None
+    if drop:
+        keep = torch.rand(batch, hidden, generator=generator) > 0.3
+        drop_mask = keep.to(dtype) / 0.7
+    return a, weight, h0, mask, drop_mask
+
+
+def outputs_and_grads(fn, a, weight, h0, mask, drop_mask, nonlinearity, norm):
+    out, h_n = fn(a, weight, h0, mask, nonlinearity, norm, drop_mask)
+    generator = torch.Generator().manual_seed(1)
+    grad_out = torch.randn(out.shape, generator=generator, dtype=torch.float64).to(out)
+    grad_h = torch.randn(h_n.shape, generator=generator, dtype=torch.float64).to(out)
+    loss = (out * grad_out).sum() + (h_n * grad_h).sum()
+    return (out, h_n, *torch.autograd.grad(loss, (a, weight, h0)))
+
+
+OPTIONS = list(itertools.product(NONLINEARITIES, [False, True], [None, [23, 5, 17]], [False, True]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("nonlinearity,norm,lengths,drop", OPTIONS)
+def test_recurrence_matches_reference(dtype, nonlinearity, norm, lengths, drop):
+    inputs = recurrence_inputs(dtype, lengths=lengths, drop=drop)
+    fast = outputs_and_grads(ligru_recurrence, *inputs, nonlinearity, norm)
+    reference = outputs_and_grads(ligru_recurrence_reference, *inputs, nonlinearity, norm)
+    for name, got, expected in zip(["out", "h_n", "da", "dU", "dh0"], fast, reference, strict=True):
+        assert_close(got, expected, dtype, msg=name)
+    if lengths is not None:  # padded frames output zero
+        mask = inputs[3]
+        assert (fast[0][~mask] == 0).all()
+
+
+def test_long_sequences_cross_backward_chunks():
+    """More steps than one backward chunk (64), with padding, SLi-GRU."""
+    inputs = recurrence_inputs(torch.float64, batch=2, time=150, hidden=4, lengths=[150, 70])
+    fast = outputs_and_grads(ligru_recurrence, *inputs, "relu", True)
+    reference = outputs_and_grads(ligru_recurrence_reference, *inputs, "relu", True)
+    for got, expected in zip(fast, reference, strict=True):
+        assert_close(got, expected, torch.float64)
+
+
+@pytest.mark.parametrize("norm", [False, True])
+def test_two_directions_in_one_loop_match_separate_runs(norm):
+    first = recurrence_inputs(torch.float64, lengths=[23, 5, 17], drop=True, seed=0)
+    second = recurrence_inputs(torch.float64, lengths=[23, 5, 17], drop=True, seed=1)
+    mask = first[3]
+    h0 = torch.stack([first[2], second[2]])
+    drop = torch.stack([first[4], second[4]])
+
+    def run(reference):
+        out, h_n = ligru_recurrence_directions(
+            [first[0], second[0]], [first[1], second[1]], h0, mask, "tanh", norm, drop, reference
+        )
+        loss = (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum()
+        loss = loss + h_n.square().sum()
+        grads = torch.autograd.grad(loss, (first[0], second[0], first[1], second[1], first[2]))
+        return out, h_n, *grads
+
+    for got, expected in zip(run(False), run(True), strict=True):
+        assert_close(got, expected, torch.float64)
+
+
+@pytest.mark.parametrize("norm", [False, True])
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+def test_gradcheck_through_fast_kernel(nonlinearity, norm):
+    a, weight, h0, mask, drop_mask = recurrence_inputs(
+        torch.float64, batch=2, time=5, hidden=3, lengths=[5, 3], drop=True
+    )
+    if nonlinearity in ("relu", "leaky_relu"):  # keep pre-activations away from the kink
+        with torch.no_grad():
+            a[..., 3:] += torch.where(a[..., 3:] > 0, 0.5, -0.5)
+
+    def run(a, weight, h0):
+        return ligru_recurrence(a, weight, h0, mask, nonlinearity, norm, drop_mask)
+
+    assert torch.autograd.gradcheck(run, (a, weight, h0))
+
+
+def test_gradcheck_two_directions():
+    first = recurrence_inputs(torch.float64, batch=2, time=4, hidden=3, lengths=[4, 2], seed=0)
+    second = recurrence_inputs(torch.float64, batch=2, time=4, hidden=3, lengths=[4, 2], seed=1)
+    h0 = torch.stack([first[2], second[2]]).detach().requires_grad_()
+
+    def run(a1, a2, w1, w2, h0):
+        return ligru_recurrence_directions([a1, a2], [w1, w2], h0, first[3], "sin", True)
+
+    assert torch.autograd.gradcheck(run, (first[0], second[0], first[1], second[1], h0))
+
+
+LAYERS = [
+    dict(cls=cls, bidirectional=bi, share_directions=share, normalization=norm)
+    for cls, (bi, share), norm in itertools.product(
+        [LiGRU, SLiGRU],
+        [(False, False), (True, False), (True, True)],
+        ["batchnorm", "layernorm", "none"],
+    )
+]
+
+
+def layer_outputs_and_grads(rnn, x, lengths, hx):
+    out, h_n = rnn(x, lengths=lengths, hx=hx)
+    loss = (out * torch.cos(torch.arange(out.numel(), dtype=out.dtype)).view_as(out)).sum()
+    loss = loss + (h_n * h_n).sum()
+    parameters = [p for _, p in sorted(rnn.named_parameters())]
+    return out, h_n, *torch.autograd.grad(loss, [x, hx, *parameters])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("config", LAYERS, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_layer_fast_matches_reference(config, dtype):
+    config = dict(config)
+    cls = config.pop("cls")
+    torch.manual_seed(0)
+    rnn = cls(input_size=5, hidden_size=7, num_layers=2, nonlinearity="leaky_relu", **config)
+    rnn = rnn.to(dtype)
+    x = torch.randn(3, 11, 5, dtype=dtype, requires_grad=True)
+    hx = torch.randn(2 * rnn.num_directions, 3, 7, dtype=dtype, requires_grad=True)
+    lengths = torch.tensor([11, 4, 8])
+    fast = layer_outputs_and_grads(rnn, x, lengths, hx)
+    rnn.reference_recurrence = True
+    reference = layer_outputs_and_grads(rnn, x, lengths, hx)
+    for got, expected in zip(fast, reference, strict=True):
+        assert_close(got, expected, dtype)
+
+
+def test_inference_matches_training_forward_and_backward_can_repeat():
+    inputs = recurrence_inputs(torch.float64, lengths=[23, 5, 17], drop=True)
+    a, weight, h0, mask, drop_mask = inputs
+    out, h_n = ligru_recurrence(a, weight, h0, mask, "relu", True, drop_mask)
+    with torch.no_grad():
+        out_eval, h_eval = ligru_recurrence(a, weight, h0, mask, "relu", True, drop_mask)
+    torch.testing.assert_close(out_eval, out, rtol=0, atol=0)
+    torch.testing.assert_close(h_eval, h_n, rtol=0, atol=0)
+    loss = out.sum() + h_n.sum()
+    first = torch.autograd.grad(loss, (a, weight, h0), retain_graph=True)
+    second = torch.autograd.grad(loss, (a, weight, h0))
+    for g1, g2 in zip(first, second, strict=True):
+        torch.testing.assert_close(g1, g2, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", [LiGRU, SLiGRU])
+def test_cpu_autocast_bfloat16_runs_close_to_float32(cls):
+    torch.manual_seed(0)
+    rnn = cls(input_size=8, hidden_size=16, num_layers=2, bidirectional=True)
+    x = torch.randn(2, 20, 8)
+    lengths = torch.tensor([20, 13])
+    expected, _ = rnn(x, lengths=lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, h_n = rnn(x, lengths=lengths)
+    assert out.dtype == torch.bfloat16 and h_n.dtype == torch.bfloat16
+    assert torch.isfinite(out).all()
+    error = (out.float() - expected).abs()
+    assert error.max() < 0.15 and error.mean() < 0.01
+    out.float().sum().backward()
+    grads = [p.grad for p in rnn.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("rows", [3, 20])
+@pytest.mark.parametrize("directions", [1, 2])
+def test_product_routes_agree(rows, directions):
+    weight = torch.randn(directions, 12, 6)
+    x = torch.randn(directions, rows, 6)
+    out = torch.randn(directions, rows, 12)
+    expected = out + x @ weight.transpose(1, 2)
+    if not ligru_product.onednn_linear_available():
+        pytest.skip("this build has no oneDNN")
+    for use_onednn in (True, False):  # force each route, whatever the calibration chose
+        product = ligru_product.RecurrentProduct(weight, rows)
+        product.use_onednn = use_onednn
+        got = out.clone()
+        product.add_into(got, x)
+        torch.testing.assert_close(got, expected)
+        torch.testing.assert_close(product(x), x @ weight.transpose(1, 2))
+
+
+@pytest.mark.parametrize("norm", [False, True])
+def test_many_rows_float32_matches_reference(norm):
+    """Batches above the oneDNN row limit run as row blocks."""
+    inputs = recurrence_inputs(torch.float32, batch=20, lengths=[23] * 10 + [9] * 10, drop=True)
+    fast = outputs_and_grads(ligru_recurrence, *inputs, "relu", norm)
+    reference = outputs_and_grads(ligru_recurrence_reference, *inputs, "relu", norm)
+    for got, expected in zip(fast, reference, strict=True):
+        assert_close(got, expected, torch.float32)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("norm", [False, True])
+def test_cuda_matches_reference(dtype, norm):
+    inputs = recurrence_inputs(dtype, lengths=[23, 5, 17], drop=True)
+    on_gpu = [
+        None if t is None else t.detach().cuda().requires_grad_(t.requires_grad) for t in inputs
+    ]
+    fast = outputs_and_grads(ligru_recurrence, *on_gpu, "leaky_relu", norm)
+    reference = outputs_and_grads(ligru_recurrence_reference, *inputs, "leaky_relu", norm)
+    for got, expected in zip(fast, reference, strict=True):
+        assert got.is_cuda
+        assert_close(got.cpu(), expected, dtype)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("cls", [LiGRU, SLiGRU])
+def test_cuda_autocast_runs_close_to_float32(cls, dtype):
+    torch.manual_seed(0)
+    rnn = cls(input_size=8, hidden_size=16, num_layers=2, bidirectional=True).cuda()
+    x = torch.randn(2, 20, 8, device="cuda")
+    lengths = torch.tensor([20, 13])
+    expected, _ = rnn(x, lengths=lengths)
+    with torch.autocast("cuda", dtype=dtype):
+        out, _ = rnn(x, lengths=lengths)
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    error = (out.float() - expected).abs()
+    assert error.max() < 0.15 and error.mean() < 0.01
+    out.float().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in rnn.parameters())
