@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 train: install
-	$(PY) scripts/demo_layers.py $(ARGS)
+	$(PY) -m recipes.timit.train $(ARGS)
 
 test: install
 	$(VENV)/bin/ruff check .

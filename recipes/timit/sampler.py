@@ -52,7 +52,8 @@ class FrameBudgetBatchSampler(Sampler[list[int]]):
         """Select the epoch whose order the next iteration yields."""
         self.epoch = epoch
 
-    def _global_batches(self) -> list[list[int]]:
+    def global_batches(self) -> list[list[int]]:
+        """Every batch of this epoch, for all ranks together (before sharding)."""
         rng = np.random.default_rng([self.seed, self.epoch])
         n = len(self.lengths)
         key = self.lengths * (rng.uniform(0.9, 1.1, n) if self.shuffle else np.ones(n))
@@ -82,7 +83,7 @@ class FrameBudgetBatchSampler(Sampler[list[int]]):
     def _rank_batches(self) -> list[list[int]]:
         if self._cache is not None and self._cache[0] == self.epoch:
             return self._cache[1]
-        batches = self._global_batches()
+        batches = self.global_batches()
         r = self.num_replicas
         if self.drop_last:
             batches = batches[: len(batches) // r * r]

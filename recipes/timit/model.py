@@ -1,0 +1,73 @@
+"""The acoustic model: optional convolutional front end -> rnnlib encoder -> linear -> CTC."""
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnlib import build_rnn
+
+
+class ConvFrontEnd(nn.Module):
+    """1-D convolutions over time (same length out), batch norm over valid frames, leaky ReLU.
+
+    Example:
+        >>> front = ConvFrontEnd(40, channels=[64, 64])
+        >>> front(torch.randn(2, 30, 40), torch.tensor([30, 12])).shape
+        torch.Size([2, 30, 64])
+    """
+
+    def __init__(self, input_size: int, channels: list[int], kernel_size: int = 3):
+        super().__init__()
+        self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        size = input_size
+        for out in channels:
+            self.convs.append(nn.Conv1d(size, out, kernel_size, padding=kernel_size // 2))
+            self.norms.append(nn.LayerNorm(out))
+            size = out
+        self.output_size = size
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        valid = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None])[..., None]
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            x = x * valid  # padded frames must not leak into valid ones through the kernel
+            x = F.leaky_relu(norm(conv(x.transpose(1, 2)).transpose(1, 2)))
+        return x * valid
+
+
+class CTCAcousticModel(nn.Module):
+    """Frames ``[batch, time, features]`` -> log-probabilities ``[batch, time, phones + 1]``.
+
+    Index 0 is the CTC blank. ``rnn`` holds the rnnlib type (``name``) and its keyword arguments.
+
+    Example:
+        >>> model = CTCAcousticModel(40, 48, {"name": "gru", "hidden_size": 32, "num_layers": 2})
+        >>> model(torch.randn(3, 50, 40), torch.tensor([50, 40, 9])).shape
+        torch.Size([3, 50, 49])
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        num_phones: int,
+        rnn: Mapping,
+        frontend_channels: list[int] | None = None,
+        output_dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.frontend = (
+            ConvFrontEnd(input_size, list(frontend_channels)) if frontend_channels else None
+        )
+        encoder_input = self.frontend.output_size if self.frontend else input_size
+        options = dict(rnn)
+        name = options.pop("name")
+        self.encoder = build_rnn(name, input_size=encoder_input, **options)
+        self.dropout = nn.Dropout(output_dropout)
+        self.output = nn.Linear(self.encoder.output_size, num_phones + 1)
+
+    def forward(self, feats: Tensor, lengths: Tensor) -> Tensor:
+        x = self.frontend(feats, lengths) if self.frontend else feats
+        encoded, _ = self.encoder(x, lengths=lengths)
+        return F.log_softmax(self.output(self.dropout(encoded)), dim=-1)

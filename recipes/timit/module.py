@@ -1,0 +1,228 @@
+"""The Lightning module of CTC phone recognition: training step, decoding, PER, schedules."""
+
+import logging
+from collections.abc import Mapping
+
+import lightning as L
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from recipes.timit.decoding import BigramLM, greedy_decode, prefix_beam_search
+from recipes.timit.model import CTCAcousticModel
+from recipes.timit.phones import fold_to_39
+from recipes.timit.schedulers import NewBob
+from recipes.timit.scoring import PhoneErrorRate, count_errors
+
+log = logging.getLogger("recipes.timit")
+
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "rmsprop": torch.optim.RMSprop,
+    "adadelta": torch.optim.Adadelta,
+}
+
+
+def plain(config: Mapping | DictConfig | None) -> dict:
+    """A plain ``dict`` copy of a (possibly OmegaConf) mapping."""
+    if config is None:
+        return {}
+    if isinstance(config, DictConfig):
+        return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
+    return dict(config)
+
+
+class PhoneRecognizer(L.LightningModule):
+    """CTC phone recogniser over any rnnlib encoder; PER on the 39-phone set with ``sil`` scored.
+
+    Args:
+        phones: the training phone set (CTC labels 1..N; 0 is blank).
+        feature_dim: features per frame.
+        rnn: rnnlib type (``name``) and its options.
+        model: ``frontend_channels`` and ``output_dropout``.
+        optim: ``name`` (adam, rmsprop, adadelta), ``lr`` and optimizer keywords.
+        scheduler: ``name`` (newbob, plateau, none) and its options.
+        decoding: ``method`` (greedy, beam), ``beam_width``, ``lm_weight``, ``insertion_bonus``.
+        max_bad_steps: consecutive non-finite losses tolerated before the run stops.
+        features: the feature configuration (kept so that eval and transcribe match it).
+    """
+
+    def __init__(
+        self,
+        phones: list[str],
+        feature_dim: int,
+        rnn: Mapping,
+        model: Mapping | None = None,
+        optim: Mapping | None = None,
+        scheduler: Mapping | None = None,
+        decoding: Mapping | None = None,
+        max_bad_steps: int = 5,
+        features: Mapping | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(
+            {
+                "phones": list(phones),
+                "feature_dim": feature_dim,
+                "rnn": plain(rnn),
+                "model": plain(model),
+                "optim": plain(optim) or {"name": "adam", "lr": 1e-3},
+                "scheduler": plain(scheduler) or {"name": "none"},
+                "decoding": plain(decoding) or {"method": "greedy"},
+                "max_bad_steps": max_bad_steps,
+                "features": plain(features),
+            }
+        )
+        self.phones = list(phones)
+        self.model = CTCAcousticModel(
+            feature_dim, len(phones), self.hparams.rnn, **self.hparams.model
+        )
+        self.register_buffer("bigram", torch.zeros(len(phones) + 1, len(phones) + 1))
+        # Global feature normalisation of the training data, kept for transcribing new audio.
+        self.register_buffer("feature_mean", torch.zeros(feature_dim))
+        self.register_buffer("feature_std", torch.ones(feature_dim))
+        self.dev_per = PhoneErrorRate()
+        self.test_per = PhoneErrorRate()
+        self.newbob = (
+            NewBob(**self._scheduler_options()) if self._scheduler_name() == "newbob" else None
+        )
+        self.bad_steps = 0
+        self.test_records: list[dict] = []
+
+    # ----- model -------------------------------------------------------------------------------
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model(feats, lengths)
+
+    def set_bigram(self, lm: BigramLM) -> None:
+        """Keep the phone bigram (estimated from training transcripts) inside the checkpoint."""
+        self.bigram.copy_(lm.table)
+
+    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Keep the training data's feature mean and standard deviation inside the checkpoint."""
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std)
+
+    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor, method: str | None = None):
+        """Phone sequences (training set symbols) for a batch of log-probabilities."""
+        options = dict(self.hparams.decoding)
+        method = method or options.get("method", "greedy")
+        if method == "greedy":
+            ids = greedy_decode(log_probs, lengths)
+        elif method == "beam":
+            lm_weight = float(options.get("lm_weight", 0.0))
+            ids = prefix_beam_search(
+                log_probs,
+                lengths,
+                beam_width=int(options.get("beam_width", 8)),
+                lm=BigramLM(self.bigram.cpu()) if lm_weight else None,
+                lm_weight=lm_weight,
+                insertion_bonus=float(options.get("insertion_bonus", 0.0)),
+            )
+        else:
+            raise ValueError(f"decoding.method must be greedy or beam, got {method!r}")
+        return [[self.phones[i - 1] for i in seq] for seq in ids]
+
+    # ----- training ----------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int):
+        log_probs = self(batch["feats"], batch["lengths"])
+        loss = F.ctc_loss(
+            log_probs.transpose(0, 1).float(),
+            batch["targets"],
+            batch["lengths"],
+            batch["target_lengths"],
+            blank=0,
+            reduction="mean",
+        )
+        if not torch.isfinite(loss):
+            self.bad_steps += 1
+            log.warning(
+                "non-finite loss at step %d (%d in a row): step skipped",
+                self.global_step,
+                self.bad_steps,
+            )
+            if self.bad_steps >= self.hparams.max_bad_steps:
+                raise RuntimeError(
+                    f"{self.bad_steps} non-finite losses in a row: training stopped. Lower "
+                    "optim.lr, keep gradient clipping (trainer.gradient_clip_val), or use "
+                    "rnn=sligru; raise max_bad_steps to tolerate more."
+                )
+            return None
+        self.bad_steps = 0
+        self.log(
+            "train_loss", loss, prog_bar=True, on_epoch=True, batch_size=len(batch["lengths"])
+        )
+        return loss
+
+    def _hypotheses(self, batch: dict, method: str | None = None) -> list[list[str]]:
+        log_probs = self(batch["feats"], batch["lengths"])
+        return [fold_to_39(h) for h in self.decode(log_probs, batch["lengths"], method)]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.dev_per.update(batch["refs39"], self._hypotheses(batch, method="greedy"))
+
+    def on_validation_epoch_end(self) -> None:
+        per = self.dev_per.compute()
+        self.dev_per.reset()
+        self.log("dev_per", per.float(), prog_bar=True, sync_dist=False)
+        if self.newbob is not None and not self.trainer.sanity_checking:
+            for group in self.optimizers().optimizer.param_groups:
+                group["lr"] = self.newbob.step(float(per), group["lr"])
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        hypotheses = self._hypotheses(batch)
+        self.test_per.update(batch["refs39"], hypotheses)
+        for utt, speaker, ref, hyp in zip(
+            batch["utt_ids"], batch["speakers"], batch["refs39"], hypotheses, strict=True
+        ):
+            counts = count_errors(ref, hyp)
+            self.test_records.append(
+                {"utt_id": utt, "speaker": speaker, "ref": ref, "hyp": hyp, "errors": counts.errors}
+            )
+
+    def on_test_epoch_start(self) -> None:
+        self.test_records = []
+
+    def on_test_epoch_end(self) -> None:
+        per = self.test_per.compute()
+        self.test_per.reset()
+        self.log("per", per.float(), sync_dist=False)
+        if dist.is_available() and dist.is_initialized():
+            gathered: list = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, self.test_records)
+            self.test_records = [record for part in gathered for record in part]
+
+    # ----- optimisation ------------------------------------------------------------------------
+    def _scheduler_name(self) -> str:
+        return str(self.hparams.scheduler.get("name", "none"))
+
+    def _scheduler_options(self) -> dict:
+        return {k: v for k, v in self.hparams.scheduler.items() if k != "name"}
+
+    def configure_optimizers(self):
+        options = dict(self.hparams.optim)
+        name = options.pop("name")
+        if name not in OPTIMIZERS:
+            raise ValueError(f"optim.name must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+        optimizer = OPTIMIZERS[name](self.parameters(), **options)
+        if self._scheduler_name() == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", **self._scheduler_options()
+            )
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": plateau, "monitor": "dev_per", "interval": "epoch"},
+            }
+        if self._scheduler_name() not in ("newbob", "none"):
+            raise ValueError(
+                f"scheduler.name must be newbob, plateau or none, got {self._scheduler_name()!r}"
+            )
+        return optimizer
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.newbob is not None:
+            checkpoint["newbob"] = self.newbob.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.newbob is not None and "newbob" in checkpoint:
+            self.newbob.load_state_dict(checkpoint["newbob"])

@@ -1,0 +1,74 @@
+"""Every config group option composes, and what it names instantiates."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import MissingConfigException
+from omegaconf import open_dict
+
+from recipes.timit.features import FeatureConfig
+from recipes.timit.module import PhoneRecognizer
+from recipes.timit.phones import phone_set
+from recipes.timit.train import build_trainer
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = [
+    "rnn", "model", "optim", "scheduler", "decoding", "trainer", "logger", "callbacks",
+    "features", "data", "experiment",
+]  # fmt: skip
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def composed(overrides: list[str], tmp_path: Path):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+        cfg.hydra.runtime.cwd = str(tmp_path)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+CASES = [(group, option) for group in GROUPS for option in options(group)]
+
+
+@pytest.mark.parametrize("group,option", CASES)
+def test_every_group_option_composes_and_instantiates(group, option, tmp_path):
+    overrides = [f"{group}={option}"]
+    if group == "data" and option == "timit":
+        overrides.append("data.root=/corpora/TIMIT")
+    cfg = composed(overrides, tmp_path)
+    features = FeatureConfig.from_mapping(cfg.features)
+    module = PhoneRecognizer(
+        phones=phone_set(cfg.data.train_phones),
+        feature_dim=features.dim,
+        rnn=cfg.rnn,
+        model=cfg.model,
+        optim=cfg.optim,
+        scheduler=cfg.scheduler,
+        decoding=cfg.decoding,
+        features=cfg.features,
+    )
+    module.configure_optimizers()
+    assert module.model.encoder.__class__.__name__.lower() == cfg.rnn.name
+    if cfg.trainer.accelerator == "cpu":
+        trainer = build_trainer(cfg)
+        assert trainer.max_epochs == cfg.trainer.max_epochs
+        assert trainer.checkpoint_callback.dirpath == str(tmp_path / "checkpoints")
+
+
+def test_rnn_topology_is_an_override(tmp_path):
+    cfg = composed(["rnn=lstm", "rnn.num_layers=5", "rnn.hidden_size=96"], tmp_path)
+    module = PhoneRecognizer(phones=phone_set(48), feature_dim=40, rnn=cfg.rnn)
+    assert module.model.encoder.num_layers == 5 and module.model.encoder.hidden_size == 96
+
+
+def test_unknown_group_option_lists_the_choices(tmp_path):
+    with pytest.raises(MissingConfigException, match="sligru"):
+        composed(["rnn=transformer"], tmp_path)

@@ -1,0 +1,120 @@
+"""The TIMIT recipe end to end with a real Trainer on a small generated corpus."""
+
+import re
+
+import pytest
+
+from recipes.timit.corpus import read_timit
+from recipes.timit.phones import map_phones
+from recipes.timit.scoring import count_errors
+from tests.recipe_helpers import REPO, SMALL_CORPUS, SMALL_MODEL, results, run_entry
+
+pytestmark = pytest.mark.slow
+
+TYPES = ["rnn", "lstm", "gru", "ligru", "sligru"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def overfit_run(data_dir, tmp_path_factory):
+    """A Light GRU that learns the training utterances by heart (scored on train)."""
+    run_dir = tmp_path_factory.mktemp("overfit")
+    overrides = [
+        *SMALL_CORPUS,
+        "rnn.hidden_size=128",
+        "rnn.num_layers=2",
+        "rnn.dropout=0",
+        "model.output_dropout=0",
+        "optim.lr=0.005",
+        "scheduler=none",
+        "trainer.max_epochs=45",
+        "data.max_frames=1200",
+        "eval_splits=[train,dev]",
+        "callbacks.model_checkpoint.monitor=null",
+    ]
+    done = run_entry("train", overrides, data_dir, run_dir)
+    return run_dir, done
+
+
+def test_overfits_a_few_utterances(overfit_run):
+    run_dir, done = overfit_run
+    res = results(run_dir)
+    assert res["eval"]["train"]["per"] < 10.0, res
+    assert "run directory:" in done.stdout and "| train |" in done.stdout
+    for name in ("run_info.json", "learning_curves.png", "posteriors.png", ".hydra/config.yaml"):
+        assert (run_dir / name).exists(), name
+    speakers = (run_dir / "eval" / "train_speakers.tsv").read_text().splitlines()
+    assert len(speakers) == 1 + 4
+    assert "REF:" in (run_dir / "eval" / "train_hyp_ref.txt").read_text()
+
+
+def test_transcribe_gives_training_labels_back(overfit_run, data_dir, tmp_path):
+    run_dir, _ = overfit_run
+    corpus = read_timit(data_dir / "builtin_timit")
+    utterance = corpus["train"][0]
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    done = run_entry(
+        "transcribe",
+        [f"ckpt_path={checkpoint}", f"audio=[{utterance.wav}]"],
+        data_dir,
+        tmp_path / "transcribe",
+    )
+    line = [x for x in done.stdout.splitlines() if x.startswith(str(utterance.wav))][0]
+    hypothesis = line.split("\t")[1].split()
+    reference = map_phones([p for _, _, p in utterance.segments], 39)
+    assert count_errors(reference, hypothesis).per < 10.0, (reference, hypothesis)
+
+
+@pytest.fixture(scope="module")
+def short_runs(data_dir, tmp_path_factory):
+    runs = {}
+    for name in TYPES:
+        run_dir = tmp_path_factory.mktemp(f"short_{name}")
+        overrides = [f"rnn={name}", *SMALL_CORPUS, *SMALL_MODEL, "trainer.max_epochs=1"]
+        runs[name] = (run_dir, run_entry("train", overrides, data_dir, run_dir))
+    return runs
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_every_rnn_type_trains_and_saves_a_checkpoint(short_runs, name):
+    run_dir, _ = short_runs[name]
+    res = results(run_dir)
+    assert res["rnn"] == name
+    assert (run_dir / "checkpoints" / "best.ckpt").exists()
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    assert res["eval"]["test"]["phones"] > 0 and res["eval"]["test"]["per"] >= 0.0
+
+
+def test_eval_from_checkpoint_reproduces_reported_per(short_runs, data_dir, tmp_path):
+    run_dir, _ = short_runs["ligru"]
+    reported = results(run_dir)["eval"]
+    for split in ("dev", "test"):
+        eval_dir = tmp_path / split
+        run_entry(
+            "eval",
+            [f"ckpt_path={run_dir}/checkpoints/best.ckpt", f"split={split}", *SMALL_CORPUS],
+            data_dir,
+            eval_dir,
+        )
+        assert results(eval_dir)["eval"][split] == reported[split]
+
+
+def test_bad_override_gives_hydra_message(tmp_path):
+    done = run_entry("train", ["rnn=transformer"], tmp_path, tmp_path / "run", check=False)
+    assert done.returncode != 0
+    assert "Could not find 'rnn/transformer'" in done.stderr
+    choices = r"Available options in 'rnn':\s+gru\s+ligru\s+lstm\s+rnn\s+sligru"
+    assert re.search(choices, done.stderr)
+
+
+def test_readme_commands_are_what_ci_and_tests_run():
+    readme = (REPO / "README.md").read_text()
+    commands = re.findall(r"^(make \w+)", readme, flags=re.M)
+    assert commands[:2] == ["make train", "make test"]
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+    makefile = (REPO / "Makefile").read_text()
+    assert "-m recipes.timit.train" in makefile.split("\ntrain:")[1].split("\n\n")[0]
