@@ -18,8 +18,10 @@ def learning_curves(metrics_csv: Path, out_path: Path) -> Path | None:
         rows = list(csv.DictReader(f))
 
     def series(key: str) -> tuple[list[float], list[float]]:
-        points = [(float(r["epoch"]), float(r[key])) for r in rows if r.get(key) and r.get("epoch")]
-        return [p[0] for p in points], [p[1] for p in points]
+        values = [r for r in rows if r.get(key)]
+        # The learning-rate monitor logs once per epoch without filling the epoch column.
+        epochs = [float(r["epoch"]) if r.get("epoch") else i for i, r in enumerate(values)]
+        return epochs, [float(r[key]) for r in values]
 
     lr_key = next((k for k in (rows[0] if rows else {}) if k.startswith("lr-")), None)
     panels = [("train_loss_epoch", "CTC loss (train)"), ("dev_per", "dev PER %")]
