@@ -32,7 +32,7 @@ def overfit_run(data_dir, tmp_path_factory):
         "model.output_dropout=0",
         "optim.lr=0.004",
         "scheduler=none",
-        "trainer.max_epochs=50",
+        "trainer.max_epochs=90",
         "data.max_frames=1200",
         "eval_splits=[train,dev]",
         "callbacks.model_checkpoint.monitor=null",

@@ -149,9 +149,7 @@ class PhoneRecognizer(L.LightningModule):
                 )
             return None
         self.bad_steps = 0
-        self.log(
-            "train_loss", loss, prog_bar=True, on_epoch=True, batch_size=len(batch["lengths"])
-        )
+        self.log("train_loss", loss, prog_bar=True, on_epoch=True, batch_size=len(batch["lengths"]))
         return loss
 
     def _hypotheses(self, batch: dict, method: str | None = None) -> list[list[str]]:
