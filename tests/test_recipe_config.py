@@ -11,7 +11,7 @@ from omegaconf import open_dict
 from recipes.timit.features import FeatureConfig
 from recipes.timit.module import PhoneRecognizer
 from recipes.timit.phones import phone_set
-from recipes.timit.train import build_trainer
+from recipes.timit.train import build_module, build_trainer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = [
@@ -45,16 +45,7 @@ def test_every_group_option_composes_and_instantiates(group, option, tmp_path):
         overrides.append("data.root=/corpora/TIMIT")
     cfg = composed(overrides, tmp_path)
     features = FeatureConfig.from_mapping(cfg.features)
-    module = PhoneRecognizer(
-        phones=phone_set(cfg.data.train_phones),
-        feature_dim=features.dim,
-        rnn=cfg.rnn,
-        model=cfg.model,
-        optim=cfg.optim,
-        scheduler=cfg.scheduler,
-        decoding=cfg.decoding,
-        features=cfg.features,
-    )
+    module = build_module(cfg, phone_set(cfg.data.train_phones), features.dim)
     module.configure_optimizers()
     assert module.model.encoder.__class__.__name__.lower() == cfg.rnn.name
     if cfg.trainer.accelerator == "cpu":

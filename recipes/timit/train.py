@@ -39,6 +39,21 @@ def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
     return instantiate(cfg.trainer, **overrides)
 
 
+def build_module(cfg: DictConfig, phones: list[str], feature_dim: int) -> PhoneRecognizer:
+    """The recogniser described by the ``rnn``, ``model``, ``optim``, ... groups of ``cfg``."""
+    return PhoneRecognizer(
+        phones=phones,
+        feature_dim=feature_dim,
+        rnn=cfg.rnn,
+        model=cfg.model,
+        optim=cfg.optim,
+        scheduler=cfg.scheduler,
+        decoding=cfg.decoding,
+        max_bad_steps=cfg.max_bad_steps,
+        features=cfg.features,
+    )
+
+
 def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
     """``ckpt_path=auto`` resumes from the newest loadable last.ckpt / hpc_ckpt_* of ``run_dir``."""
     if cfg.ckpt_path in (None, "none"):
@@ -85,17 +100,7 @@ def train(cfg: DictConfig) -> dict:
         cfg.data, cfg.features, seed=cfg.seed, prepare_workers=cfg.prepare_workers
     )
     datamodule.load()
-    module = PhoneRecognizer(
-        phones=datamodule.phones,
-        feature_dim=datamodule.feature_dim,
-        rnn=cfg.rnn,
-        model=cfg.model,
-        optim=cfg.optim,
-        scheduler=cfg.scheduler,
-        decoding=cfg.decoding,
-        max_bad_steps=cfg.max_bad_steps,
-        features=cfg.features,
-    )
+    module = build_module(cfg, datamodule.phones, datamodule.feature_dim)
     module.set_bigram(
         BigramLM.estimate(datamodule.train_label_sequences(), len(datamodule.phones) + 1)
     )
