@@ -1,3 +1,3 @@
 """Shared pytest configuration: fixtures live in plugin modules registered here."""
 
-pytest_plugins = ["tests.data_fixtures"]
+pytest_plugins = ["tests.data_fixtures", "tests.recipe_helpers"]

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 # A small corpus (4 training speakers) and a small, quick model.
@@ -37,3 +39,9 @@ def run_entry(
 
 def results(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """A data directory (corpus + feature cache) shared by the tests of one module."""
+    return tmp_path_factory.mktemp("data")

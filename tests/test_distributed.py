@@ -69,11 +69,6 @@ def test_ranks_get_disjoint_utterances_and_equal_batch_counts(tiny_data_cfg, tmp
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(scope="module")
 def checkpoint(data_dir, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("single")
     run_entry("train", [*SMALL_CORPUS, *TINY_MODEL, "trainer.max_epochs=2"], data_dir, run_dir)

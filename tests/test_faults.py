@@ -62,11 +62,6 @@ def test_kill_while_saving_leaves_a_loadable_checkpoint(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(scope="module")
 def reference_run(data_dir, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("reference")
     run_entry("train", OVERRIDES, data_dir, run_dir)

@@ -15,11 +15,6 @@ TYPES = ["rnn", "lstm", "gru", "ligru", "sligru"]
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(scope="module")
 def overfit_run(data_dir, tmp_path_factory):
     """A Light GRU that learns the training utterances by heart (scored on train)."""
     run_dir = tmp_path_factory.mktemp("overfit")

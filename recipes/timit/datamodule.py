@@ -8,6 +8,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
+from recipes.timit.augment import SpecAugment
 from recipes.timit.phones import map_phones, phone_set
 from recipes.timit.prepare import PreparedCorpus, PreparedSplit, prepare_corpus
 from recipes.timit.sampler import FrameBudgetBatchSampler
@@ -68,11 +69,7 @@ class TIMITDataModule(L.LightningDataModule):
         self.prepare_workers = prepare_workers
         self.corpus: PreparedCorpus | None = None
         self.eval_split = "test"  # what test_dataloader() serves: dev, test or train
-        self.augment = None
-        if data.get("spec_augment", False):
-            from recipes.timit.augment import SpecAugment
-
-            self.augment = SpecAugment()
+        self.augment = SpecAugment() if data.get("spec_augment", False) else None
 
     @property
     def phones(self) -> list[str]:
