@@ -20,8 +20,9 @@ class LiGRUDirection(nn.Module):
 
     Example:
         >>> d = LiGRUDirection(input_size=40, hidden_size=16, normalization="batchnorm", bias=True)
-        >>> d.project(torch.randn(2, 7, 40), None).shape
-        torch.Size([2, 7, 32])
+        >>> x_hat, scale, shift = d.project(torch.randn(2, 7, 40), None)
+        >>> x_hat.shape, scale.shape
+        (torch.Size([2, 7, 32]), torch.Size([32]))
     """
 
     def __init__(self, input_size: int, hidden_size: int, normalization: str, bias: bool):
@@ -49,12 +50,22 @@ class LiGRUDirection(nn.Module):
             for block in self.weight_hh.split(hidden, dim=0):
                 nn.init.orthogonal_(block)
 
-    def project(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        """Return ``norm(W x)`` ``[batch, time, 2 * hidden]`` for every frame of ``x``."""
+    def project(
+        self, x: Tensor, mask: Tensor | None, lengths: Tensor | None = None, reverse: bool = False
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Return ``(values, scale, shift)`` with ``a = scale * values + shift`` (or ``values``
+        itself when ``scale`` is None) ``[batch, time, 2 * hidden]`` for every frame of ``x``.
+
+        With batch norm, ``values`` is the normalised ``x_hat`` and the affine step is left to the
+        recurrence kernel, which then stores ``x_hat`` only. ``reverse`` turns each sequence
+        around within its length first (the backward direction's input order).
+        """
         a = self.w(x)
+        if reverse:
+            a = reverse_padded(a, lengths)
         if self.normalization == "batchnorm":
-            return self.norm(a, mask)
-        return self.norm(a)
+            return self.norm.normalise(a, mask), self.norm.weight, self.norm.bias
+        return self.norm(a), None, None
 
 
 class LiGRU(nn.Module):
@@ -191,39 +202,47 @@ class LiGRU(nn.Module):
         """
         batch = x.shape[0]
         if not self.bidirectional:
-            a = directions[0].project(x, mask)
-            out, h_n = self._recurrence([a], [directions[0].weight_hh], h0, mask)
+            projection = directions[0].project(x, mask)
+            out, h_n = self._recurrence([projection], directions, h0, mask, "stacked")
             return out[0], h_n
         if self.share_directions:
-            a = directions[0].project(x, mask)
-            a_both = torch.cat([a, reverse_padded(a, lengths)], dim=0)
+            values, scale, shift = directions[0].project(x, mask)
+            both = (torch.cat([values, reverse_padded(values, lengths)], dim=0), scale, shift)
             mask_both = None if mask is None else torch.cat([mask, mask], dim=0)
+            h0_both = h0.reshape(1, 2 * batch, -1)
             out, h_n = self._recurrence(
-                [a_both], [directions[0].weight_hh], h0.reshape(1, 2 * batch, -1), mask_both
+                [both], directions, h0_both, mask_both, "shared_bidirectional"
             )
-            out_fwd, out_bwd = out[0, :batch], out[0, batch:]
-            h_n = h_n.view(2, batch, -1)
-        else:
-            a_fwd = directions[0].project(x, mask)
-            a_bwd = reverse_padded(directions[1].project(x, mask), lengths)
-            weights = [directions[0].weight_hh, directions[1].weight_hh]
-            out, h_n = self._recurrence([a_fwd, a_bwd], weights, h0, mask)
-            out_fwd, out_bwd = out[0], out[1]
-        return torch.cat([out_fwd, reverse_padded(out_bwd, lengths)], dim=-1), h_n
+            return out, h_n.view(2, batch, -1)
+        projections = [
+            directions[0].project(x, mask),
+            directions[1].project(x, mask, lengths, reverse=True),
+        ]
+        return self._recurrence(projections, directions, h0, mask, "bidirectional")
 
     def _recurrence(
-        self, inputs: list[Tensor], weights: list[Tensor], h0: Tensor, mask: Tensor | None
+        self,
+        projections: list[tuple[Tensor, Tensor | None, Tensor | None]],
+        directions: nn.ModuleList,
+        h0: Tensor,
+        mask: Tensor | None,
+        layout: str,
     ) -> tuple[Tensor, Tensor]:
-        """Run ``D`` recurrences: ``h0 [D, rows, H]`` -> ``out [D, rows, T, H]``, ``h_n``."""
+        """Run ``D`` recurrences on ``(values, scale, shift)`` projections, ``h0 [D, rows, H]``."""
+        values = [p[0] for p in projections]
+        fused = projections[0][1] is not None
         return ligru_recurrence_directions(
-            inputs,
-            weights,
+            values,
+            [d.weight_hh for d in directions],
             h0,
             mask,
             self.nonlinearity,
             self.recurrent_norm,
-            self._drop_mask(inputs[0], (len(inputs), h0.shape[1])),
+            self._drop_mask(values[0], (len(values), h0.shape[1])),
             reference=self.reference_recurrence,
+            scales=[p[1] for p in projections] if fused else None,
+            shifts=[p[2] for p in projections] if fused else None,
+            layout=layout,
         )
 
     def extra_repr(self) -> str:

@@ -5,10 +5,13 @@ product ``U h`` (forward) or ``dgates U`` (backward) plus a few in-place element
 preallocated time-major buffers. Several directions with separate weights run in the same loop as
 a batched product (``baddbmm`` with ``U`` stacked ``[D, 2H, H]``).
 
-Saved for backward: the states ``h_0..h_T`` and the gate pre-activations ``a + U h`` (SLi-GRU:
-``a + LN(U h)``); the backward recomputes the rest (SLi-GRU: ``U h`` for every step as one large
-product, then the layer-norm statistics). The weight gradient is one large product after the loop,
-``dU = sum_t dgates_t^T h_{t-1}``, and the gradient of ``a`` is ``dgates`` itself.
+The input of each direction is either ``a`` itself or ``x_hat`` with a per-feature ``scale`` and
+``shift`` (``a = scale * x_hat + shift``: the affine step of a batch norm, fused here so that only
+``x_hat`` is ever stored). Saved for backward: the inputs, the small weights and the output, in the
+layer's own layout (:mod:`rnnlib.ligru_layout`), which the next layer saves anyway. The backward
+rebuilds the states from the output, the gate pre-activations from ``a + U h`` (one large product
+for all steps, SLi-GRU: ``a + LN(U h)``), and overwrites them with the gates' gradient. The weight
+gradient is one large product after the loop, ``dU = sum_t dgates_t^T h_{t-1}``.
 """
 
 from collections.abc import Sequence
@@ -17,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from rnnlib.ligru_layout import check_layout, output_from_states, states_from_output
 from rnnlib.ligru_pointwise import (
     LAYER_NORM_EPS,
     candidate_activation,
@@ -36,20 +40,28 @@ def ligru_fast(
     nonlinearity: str,
     recurrent_norm: bool,
     drop_mask: Tensor | None,
+    scale: Tensor | None = None,
+    shift: Tensor | None = None,
+    layout: str = "stacked",
 ) -> tuple[Tensor, Tensor]:
     """Run ``D`` directions of the Light GRU recurrence in one loop.
 
     Args:
-        inputs: ``D`` input projections ``[batch, time, 2 * hidden]``.
+        inputs: ``D`` input projections ``[rows, time, 2 * hidden]``: ``a``, or ``x_hat`` when
+            ``scale`` and ``shift`` are given.
         weight_hh: recurrent weights stacked ``[D, 2 * hidden, hidden]``.
-        h0: initial states ``[D, batch, hidden]``.
-        mask: ``[batch, time]`` bool (True on valid frames, shared by every direction) or None.
+        h0: initial states ``[D, rows, hidden]``.
+        mask: ``[rows, time]`` bool from lengths (True on a prefix of valid frames, shared by every
+            direction) or None.
         nonlinearity: candidate nonlinearity.
         recurrent_norm: layer-normalise ``U h`` before the gates (SLi-GRU).
-        drop_mask: recurrent dropout masks ``[D, batch, hidden]`` or None (no gradient).
+        drop_mask: recurrent dropout masks ``[D, rows, hidden]`` or None (no gradient).
+        scale, shift: ``[D, 2 * hidden]``, ``a = scale * x_hat + shift``; or both None.
+        layout: how the output is arranged (:data:`rnnlib.ligru_layout.LAYOUTS`).
 
     Returns:
-        ``(output [D, batch, time, hidden], h_n [D, batch, hidden])``.
+        ``(output, h_n [D, rows, hidden])``; ``output`` is ``[D, rows, time, hidden]`` when
+        ``layout`` is ``stacked``.
 
     Under autocast the recurrence runs in the autocast dtype (inputs are cast to it).
 
@@ -58,6 +70,9 @@ def ligru_fast(
     >>> out.shape, torch.equal(out[:, :, -1], h)
     (torch.Size([1, 2, 5, 4]), True)
     """
+    check_layout(layout, len(inputs))
+    if (scale is None) != (shift is None):
+        raise ValueError("give both scale and shift, or neither")
     device_type = h0.device.type
     if torch.is_autocast_enabled(device_type):
         dtype = torch.get_autocast_dtype(device_type)
@@ -67,47 +82,88 @@ def ligru_fast(
     weight_hh, h0 = weight_hh.to(dtype), h0.to(dtype)
     if drop_mask is not None:
         drop_mask = drop_mask.to(dtype)
-    tensors = (weight_hh, h0, *inputs)
-    keep = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    if scale is not None:
+        scale, shift = scale.to(dtype), shift.to(dtype)
+    tensors = (weight_hh, h0, scale, shift, *inputs)
+    keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    options = (nonlinearity, recurrent_norm, layout, keep)
     with torch.autocast(device_type, enabled=False):
-        return _LiGRUFunction.apply(
-            weight_hh, h0, mask, drop_mask, nonlinearity, recurrent_norm, keep, *inputs
-        )
+        return _LiGRUFunction.apply(weight_hh, h0, scale, shift, mask, drop_mask, options, *inputs)
+
+
+def _fill_inputs(gates: Tensor, inputs: Sequence[Tensor], scale, shift, accumulate: bool) -> None:
+    """Write (or add) ``a`` of every direction time-major into ``gates [D, T, B, 2H]``."""
+    for d, x in enumerate(inputs):
+        a = x.transpose(0, 1)
+        if scale is None:
+            gates[d].add_(a) if accumulate else gates[d].copy_(a)
+        elif accumulate:
+            gates[d].addcmul_(a, scale[d]).add_(shift[d])
+        else:
+            torch.addcmul(shift[d], a, scale[d], out=gates[d])
 
 
 class _LiGRUFunction(torch.autograd.Function):
     """Autograd glue around :func:`_forward_loop` and :func:`_backward_loop`."""
 
     @staticmethod
-    def forward(ctx, weight_hh, h0, mask, drop_mask, nonlinearity, recurrent_norm, keep, *inputs):
-        directions, batch, hidden = h0.shape
+    def forward(ctx, weight_hh, h0, scale, shift, mask, drop_mask, options, *inputs):
+        nonlinearity, recurrent_norm, layout, keep = options
+        directions, rows, hidden = h0.shape
         time = inputs[0].shape[1]
-        gates = h0.new_empty(directions, time, batch, 2 * hidden)
-        for d, a in enumerate(inputs):
-            gates[d].copy_(a.transpose(0, 1))
-        states = h0.new_empty(directions, time + 1, batch, hidden)
+        gates = h0.new_empty(directions, time, rows, 2 * hidden)
+        _fill_inputs(gates, inputs, scale, shift, accumulate=False)
+        states = h0.new_empty(directions, time + 1, rows, hidden)
         states[:, 0].copy_(h0)
         valid = None if mask is None else mask.t().unsqueeze(-1).to(h0.device)
         _forward_loop(gates, states, weight_hh, valid, drop_mask, nonlinearity, recurrent_norm)
-        out = states[:, 1:]
-        if valid is not None:
-            out = out * valid
+        del gates
+        mask = None if mask is None else mask.to(h0.device)
+        h_n = states[:, time].clone()
+        output = output_from_states(states[:, 1:], mask, layout)
         if keep:
-            ctx.save_for_backward(gates, states, weight_hh, valid, drop_mask)
-            ctx.options = (nonlinearity, recurrent_norm)
-        return out.transpose(1, 2), states[:, time].clone()
+            ctx.save_for_backward(weight_hh, h0, scale, shift, mask, drop_mask, output, *inputs)
+            ctx.options = options
+        return output, h_n
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out, grad_h_n):
-        gates, states, weight_hh, valid, drop_mask = ctx.saved_tensors
-        with torch.autocast(gates.device.type, enabled=False):
-            grads = _backward_loop(
-                gates, states, weight_hh, valid, drop_mask, *ctx.options, grad_out, grad_h_n
+        weight_hh, h0, scale, shift, mask, drop_mask, output, *inputs = ctx.saved_tensors
+        nonlinearity, recurrent_norm, layout, _ = ctx.options
+        directions, rows, hidden = h0.shape
+        time = inputs[0].shape[1]
+        with torch.autocast(h0.device.type, enabled=False):
+            states = h0.new_empty(directions, time + 1, rows, hidden)
+            states[:, 0].copy_(h0)
+            states_from_output(output, mask, layout, into=states[:, 1:])
+            grad_steps = states_from_output(
+                grad_out, mask, layout, into=torch.empty_like(states[:, 1:])
             )
-        grad_weight, grad_h0, grad_gates = grads
-        grad_inputs = [grad_gates[d].transpose(0, 1) for d in range(grad_gates.shape[0])]
-        return grad_weight, grad_h0, None, None, None, None, None, *grad_inputs
+            valid = None if mask is None else mask.t().unsqueeze(-1)
+            grad_weight, grad_h0, grad_gates = _backward_loop(
+                inputs,
+                scale,
+                shift,
+                states,
+                weight_hh,
+                valid,
+                drop_mask,
+                nonlinearity,
+                recurrent_norm,
+                grad_steps,
+                grad_h_n,
+            )
+            grad_scale = grad_shift = None
+            if scale is not None:
+                frames = (1, 2)
+                grad_shift = grad_gates.sum(frames)
+                grad_scale = torch.stack(
+                    [(grad_gates[d] * x.transpose(0, 1)).sum((0, 1)) for d, x in enumerate(inputs)]
+                )
+                grad_gates.mul_(scale.view(directions, 1, 1, 2 * hidden))
+        grad_inputs = [grad_gates[d].transpose(0, 1) for d in range(directions)]
+        return grad_weight, grad_h0, grad_scale, grad_shift, None, None, None, *grad_inputs
 
 
 def _forward_loop(
@@ -153,7 +209,9 @@ def _forward_loop(
 
 
 def _backward_loop(
-    gates: Tensor,
+    inputs: Sequence[Tensor],
+    scale: Tensor | None,
+    shift: Tensor | None,
     states: Tensor,
     weight_hh: Tensor,
     valid: Tensor | None,
@@ -165,24 +223,30 @@ def _backward_loop(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Return ``(dU [D, 2H, H], dh0 [D, B, H], dgates [D, T, B, 2H])`` (``dgates`` = ``da``).
 
-    Per step only ``dgates_t = coef_t * dh_t`` and ``dh_{t-1} = dh_t * zeta_t + dgates_t U (+ the
-    output's gradient)``, where ``coef`` and ``zeta`` depend on the forward alone and are computed
-    a chunk of steps at a time. SLi-GRU adds the layer-norm backward per step.
+    ``states [D, T + 1, B, H]`` (zero on padded frames), ``grad_out [D, T, B, H]`` (overwritten).
+    First the gate pre-activations are rebuilt for all steps at once; then per step only
+    ``dgates_t = coef_t * dh_t`` and ``dh_{t-1} = dh_t * zeta_t + dgates_t U (+ the output's
+    gradient)``, where ``coef`` and ``zeta`` depend on the forward alone and are computed a chunk
+    of steps at a time, in place of the pre-activations. SLi-GRU adds the layer-norm backward per
+    step.
     """
-    directions, time, batch, two_hidden = gates.shape
-    hidden = two_hidden // 2
-    grad_out = grad_out.transpose(1, 2)  # [D, T, B, H]
+    directions, steps_plus_one, batch, hidden = states.shape
+    time, two_hidden = steps_plus_one - 1, 2 * hidden
     if valid is not None:
-        grad_out = grad_out * valid
-    grad_gates = torch.empty_like(gates)
+        grad_out.mul_(valid)
     prev_states = states[:, :time].reshape(directions, time * batch, hidden)
-    if recurrent_norm:  # recompute U h of every step as one product, and its statistics
-        u = torch.bmm(prev_states, weight_hh.transpose(1, 2))
-        _, mean, rstd = torch.native_layer_norm(u, (two_hidden,), None, None, LAYER_NORM_EPS)
+    u = torch.bmm(prev_states, weight_hh.transpose(1, 2))  # U h_{t-1} of every step
+    if recurrent_norm:  # keep u for the layer-norm backward, rebuild its statistics
+        normed, mean, rstd = torch.native_layer_norm(u, (two_hidden,), None, None, LAYER_NORM_EPS)
+        gates = normed.view(directions, time, batch, two_hidden)
         u_steps = u.view(directions, time, batch, two_hidden).unbind(1)
         # native_layer_norm_backward reads mean and rstd as contiguous: make each step so.
         mean_steps = mean.view(directions, time, batch, 1).transpose(0, 1).contiguous().unbind(0)
         rstd_steps = rstd.view(directions, time, batch, 1).transpose(0, 1).contiguous().unbind(0)
+    else:
+        gates = u.view(directions, time, batch, two_hidden)
+    _fill_inputs(gates, inputs, scale, shift, accumulate=True)
+    grad_gates = gates  # each chunk of pre-activations becomes its gradient, in place
     product = RecurrentProduct(weight_hh.transpose(1, 2), rows=batch)  # dgates -> dgates U
     out_steps = grad_out.unbind(1)
     grad_steps = grad_gates.unbind(1)
@@ -193,9 +257,8 @@ def _backward_loop(
         start = max(0, end - CHUNK_STEPS)
         zeta_chunk = zeta[:, : end - start]
         _coefficients(
-            gates[:, start:end],
-            states[:, start:end],
             grad_gates[:, start:end],
+            states[:, start:end],
             zeta_chunk,
             None if valid is None else valid[start:end],
             drop_mask,
@@ -232,32 +295,32 @@ def _backward_loop(
 def _coefficients(
     gates: Tensor,
     prev_states: Tensor,
-    coef: Tensor,
     zeta: Tensor,
     valid: Tensor | None,
     drop_mask: Tensor | None,
     nonlinearity: str,
 ) -> None:
-    """For a chunk of steps write ``d gates / d h_t`` into ``coef`` and ``d h_t / d h_{t-1}``
-    (the direct path through ``z``) into ``zeta``.
+    """For a chunk of steps overwrite the pre-activations ``gates`` with ``d gates / d h_t`` and
+    write ``d h_t / d h_{t-1}`` (the direct path through ``z``) into ``zeta``.
 
     ``coef_z = sigma'(.) (h_{t-1} - c)``, ``coef_c = (1 - z) f'(.) m``, ``zeta = z``; on padded
     frames the state is held: ``coef = 0`` and ``zeta = 1``.
     """
     hidden = prev_states.shape[-1]
-    pre_c = gates[..., hidden:]
-    torch.sigmoid(gates[..., :hidden], out=zeta)
+    pre_z, pre_c = gates[..., :hidden], gates[..., hidden:]
+    torch.sigmoid(pre_z, out=zeta)
     c = candidate_activation(pre_c, nonlinearity)
     slope = candidate_derivative(pre_c, c, nonlinearity)
     if drop_mask is not None:
         m = drop_mask.unsqueeze(1)
         c.mul_(m)
         slope.mul_(m)
-    coef_z, coef_c = coef[..., :hidden], coef[..., hidden:]
+    # From here on the pre-activations are dead: the coefficients take their place.
+    coef_z, coef_c = pre_z, pre_c
     torch.sub(prev_states, c, out=coef_z)
     one_minus_z = 1 - zeta
     coef_z.mul_(zeta).mul_(one_minus_z)
     torch.mul(one_minus_z, slope, out=coef_c)
     if valid is not None:
-        coef.mul_(valid)
+        gates.mul_(valid)
         zeta.masked_fill_(~valid, 1.0)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnlib.ligru_kernel import ligru_fast
+from rnnlib.ligru_layout import output_from_states
 from rnnlib.ligru_pointwise import (
     LAYER_NORM_EPS,
     LEAKY_RELU_SLOPE,
@@ -132,19 +133,26 @@ def ligru_recurrence_directions(
     recurrent_norm: bool = False,
     drop_mask: Tensor | None = None,
     reference: bool = False,
+    scales: Sequence[Tensor] | None = None,
+    shifts: Sequence[Tensor] | None = None,
+    layout: str = "stacked",
 ) -> tuple[Tensor, Tensor]:
     """Run ``D`` independent recurrences (e.g. the two directions of a layer) together.
 
     Args:
-        inputs: ``D`` input projections ``[batch, time, 2 * hidden]``, all padded like ``mask``.
+        inputs: ``D`` input projections ``[batch, time, 2 * hidden]``, all padded like ``mask``:
+            ``a``, or ``x_hat`` with ``a = scale * x_hat + shift`` when ``scales`` are given.
         weights_hh: ``D`` recurrent weights ``[2 * hidden, hidden]``.
         h0: initial states ``[D, batch, hidden]``.
         mask, nonlinearity, recurrent_norm: as in :func:`ligru_recurrence_reference`.
         drop_mask: recurrent dropout masks ``[D, batch, hidden]`` or None.
         reference: run :func:`ligru_recurrence_reference` per direction instead of the kernel.
+        scales, shifts: ``D`` tensors ``[2 * hidden]`` (a fused batch-norm affine), or None.
+        layout: the output's arrangement, see :mod:`rnnlib.ligru_layout`.
 
     Returns:
-        ``(output [D, batch, time, hidden], h_n [D, batch, hidden])``.
+        ``(output, h_n [D, batch, hidden])``; ``output`` is ``[D, batch, time, hidden]`` for the
+        default ``stacked`` layout.
 
     >>> out, h = ligru_recurrence_directions(
     ...     [torch.randn(2, 5, 8)] * 2, [torch.randn(8, 4)] * 2, torch.zeros(2, 2, 4))
@@ -152,6 +160,9 @@ def ligru_recurrence_directions(
     (torch.Size([2, 2, 5, 4]), torch.Size([2, 2, 4]))
     """
     if reference or (drop_mask is not None and drop_mask.requires_grad):
+        if scales is not None:
+            affine = zip(inputs, scales, shifts, strict=True)
+            inputs = [torch.addcmul(shift, x, scale) for x, scale, shift in affine]
         results = [
             ligru_recurrence_reference(
                 a,
@@ -164,9 +175,15 @@ def ligru_recurrence_directions(
             )
             for d, (a, w) in enumerate(zip(inputs, weights_hh, strict=True))
         ]
-        return torch.stack([r[0] for r in results]), torch.stack([r[1] for r in results])
-    if len(weights_hh) == 1:
-        weight = weights_hh[0].unsqueeze(0)
-    else:
-        weight = torch.stack(list(weights_hh))
-    return ligru_fast(inputs, weight, h0, mask, nonlinearity, recurrent_norm, drop_mask)
+        states = torch.stack([r[0] for r in results]).transpose(1, 2)  # [D, T, B, H]
+        return output_from_states(states, mask, layout), torch.stack([r[1] for r in results])
+    weight = _stack(weights_hh)
+    scale = None if scales is None else _stack(scales)
+    shift = None if shifts is None else _stack(shifts)
+    return ligru_fast(
+        inputs, weight, h0, mask, nonlinearity, recurrent_norm, drop_mask, scale, shift, layout
+    )
+
+
+def _stack(tensors: Sequence[Tensor]) -> Tensor:
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(list(tensors))

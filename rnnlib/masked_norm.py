@@ -1,7 +1,91 @@
-"""Batch normalisation over the valid frames of a padded batch."""
+r"""Batch normalisation over the valid frames of a padded batch, lean on memory.
 
-import torch.nn.functional as F
+.. math::
+    \hat x = (x - \mu) / \sqrt{\sigma^2 + \epsilon}, \qquad y = \gamma \hat x + \beta
+
+with ``mu`` and ``sigma^2`` (biased) taken over the valid frames of the batch in training and the
+running estimates in evaluation. The normalisation is a custom autograd function that keeps only
+``x_hat`` (its output) and ``1 / sigma`` for the backward, never its input: a layer that saves
+``x_hat`` anyway (the Light GRU kernel does) pays for it once. Masks are applied by multiplying,
+never by boolean indexing, so no copy of the valid frames is made.
+"""
+
+import torch
 from torch import Tensor, nn
+
+
+def masked_normalise(
+    x: Tensor,
+    mask: Tensor | None,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    use_batch_stats: bool,
+    momentum: float,
+    eps: float,
+) -> Tensor:
+    """Return ``x_hat`` ``[batch, time, C]`` (zero on padded frames), updating running stats.
+
+    ``mask [batch, time]`` (True on valid frames) or None. With ``use_batch_stats`` the statistics
+    come from the valid frames and the running estimates (if given) move by ``momentum`` towards
+    them (unbiased variance, as :func:`torch.nn.functional.batch_norm`); otherwise the running
+    estimates normalise.
+
+    >>> x = torch.tensor([[[1.0], [3.0], [100.0]]])
+    >>> masked_normalise(x, torch.tensor([[True, True, False]]), None, None, True, 0.1, 0.0)
+    tensor([[[-1.],
+             [ 1.],
+             [ 0.]]])
+    """
+    valid = None if mask is None else mask.unsqueeze(-1).to(x.dtype)
+    if not use_batch_stats:
+        x_hat = (x - running_mean) * torch.rsqrt(running_var + eps)
+        return x_hat if valid is None else x_hat * valid
+    x_hat, mean, var = _MaskedNormalise.apply(x, valid, eps)
+    if running_mean is not None:
+        with torch.no_grad():
+            count = var.new_tensor(x.shape[0] * x.shape[1]) if valid is None else valid.sum()
+            running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+            unbiased = var * (count / (count - 1).clamp_min(1))
+            running_var.lerp_(unbiased.to(running_var.dtype), momentum)
+    return x_hat
+
+
+class _MaskedNormalise(torch.autograd.Function):
+    """``x -> x_hat`` with batch statistics over valid frames; saves ``x_hat`` and ``1/sigma``."""
+
+    @staticmethod
+    def forward(ctx, x, valid, eps):
+        channels = x.shape[-1]
+        flat = x.reshape(-1, channels)
+        if valid is None:
+            count = flat.shape[0]
+            var, mean = torch.var_mean(flat, dim=0, correction=0)
+            x_hat = (x - mean) * torch.rsqrt(var + eps)
+        else:
+            flat_valid = valid.reshape(-1, 1)
+            count = flat_valid.sum()  # lengths are >= 1, so never zero
+            mean = (flat * flat_valid).sum(0) / count
+            centred = (x - mean) * valid
+            var = centred.reshape(-1, channels).square().sum(0) / count
+            x_hat = centred.mul_(torch.rsqrt(var + eps))
+        rstd = torch.rsqrt(var + eps)
+        ctx.save_for_backward(x_hat, rstd, valid)
+        ctx.count = count
+        ctx.mark_non_differentiable(mean, var)
+        return x_hat, mean, var
+
+    @staticmethod
+    def backward(ctx, grad_x_hat, _grad_mean, _grad_var):
+        x_hat, rstd, valid = ctx.saved_tensors
+        grad = grad_x_hat if valid is None else grad_x_hat * valid
+        frames = (0, 1)  # sums over frames work on any strides (the kernel's gradient is a view)
+        mean_grad = grad.sum(frames) / ctx.count
+        mean_grad_x_hat = (grad * x_hat).sum(frames) / ctx.count
+        grad_x = x_hat * -mean_grad_x_hat
+        grad_x.add_(grad).sub_(mean_grad)
+        if valid is not None:
+            grad_x.mul_(valid)
+        return grad_x.mul_(rstd), None, None
 
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):
@@ -9,9 +93,9 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
 
     In training mode, mean and variance come from the valid frames only (``mask`` True), so a
     sequence gives the same result whatever padding surrounds it. Padded output frames are zero.
+    :meth:`normalise` returns ``x_hat`` without the affine step, for layers that fuse it.
 
     Example:
-        >>> import torch
         >>> bn = MaskedBatchNorm1d(4)
         >>> x = torch.randn(2, 5, 4)
         >>> mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
@@ -21,24 +105,26 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     """
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
-        if mask is None:
-            flat = x.reshape(-1, x.shape[-1])
-            return self._normalise(flat).view_as(x)
-        out = x.new_zeros(x.shape)
-        out[mask] = self._normalise(x[mask])
-        return out
+        x_hat = self.normalise(x, mask)
+        if not self.affine:
+            return x_hat
+        y = torch.addcmul(self.bias, x_hat, self.weight)
+        return y if mask is None else y * mask.unsqueeze(-1)
 
-    def _normalise(self, frames: Tensor) -> Tensor:
+    def normalise(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``x_hat`` ``[batch, time, features]``: normalised, no affine step, zero on padding."""
         use_batch_stats = self.training or self.running_mean is None
-        momentum = self.momentum if self.momentum is not None else 0.0
+        momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
-        return F.batch_norm(
-            frames,
-            self.running_mean if not self.training or self.track_running_stats else None,
-            self.running_var if not self.training or self.track_running_stats else None,
-            self.weight,
-            self.bias,
+            if self.momentum is None:  # cumulative moving average, as nn.BatchNorm1d
+                momentum = 1.0 / float(self.num_batches_tracked)
+        track = self.training and self.track_running_stats
+        return masked_normalise(
+            x,
+            mask,
+            self.running_mean if track or not use_batch_stats else None,
+            self.running_var if track or not use_batch_stats else None,
             use_batch_stats,
             momentum,
             self.eps,
