@@ -57,18 +57,18 @@ class _MaskedNormalise(torch.autograd.Function):
     def forward(ctx, x, valid, eps):
         channels = x.shape[-1]
         flat = x.reshape(-1, channels)
+        # Sums over the contiguous frame axis, then one centred pass: faster than var_mean here.
         if valid is None:
             count = flat.shape[0]
-            var, mean = torch.var_mean(flat, dim=0, correction=0)
-            x_hat = (x - mean) * torch.rsqrt(var + eps)
+            mean = flat.sum(0) / count
+            centred = x - mean
         else:
-            flat_valid = valid.reshape(-1, 1)
-            count = flat_valid.sum()  # lengths are >= 1, so never zero
-            mean = (flat * flat_valid).sum(0) / count
-            centred = (x - mean) * valid
-            var = centred.reshape(-1, channels).square().sum(0) / count
-            x_hat = centred.mul_(torch.rsqrt(var + eps))
+            count = valid.sum()  # lengths are >= 1, so never zero
+            mean = (flat * valid.reshape(-1, 1)).sum(0) / count
+            centred = (x - mean).mul_(valid)
+        var = centred.square().reshape(-1, channels).sum(0) / count
         rstd = torch.rsqrt(var + eps)
+        x_hat = centred.mul_(rstd)
         ctx.save_for_backward(x_hat, rstd, valid)
         ctx.count = count
         ctx.mark_non_differentiable(mean, var)

@@ -106,6 +106,31 @@ def current_rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def reset_peak_rss() -> None:
+    """Start the peak RSS afresh (Linux >= 4.0); elsewhere the peak since start stays."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_bytes() -> int:
+    """This address space's RSS high-water mark.
+
+    Not ``ru_maxrss``: Linux carries the parent's peak into a child started by vfork + exec (as
+    :mod:`subprocess` does), so a child measured after the timing rounds would report those.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def measure_memory_here(name: str, config: dict, device: str) -> float:
     """Peak bytes of two training steps above the state after building model and inputs."""
     model = build(name, config, device)
@@ -118,10 +143,11 @@ def measure_memory_here(name: str, config: dict, device: str) -> float:
             training_step(model, x)
         torch.cuda.synchronize()
         return float(torch.cuda.max_memory_allocated() - base)
+    reset_peak_rss()
     base = current_rss_bytes()
     for _ in range(2):
         training_step(model, x)
-    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
+    return float(peak_rss_bytes() - base)
 
 
 def measure_memory(name: str, config_name: str, args: argparse.Namespace) -> float:

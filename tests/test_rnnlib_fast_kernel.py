@@ -138,7 +138,8 @@ LAYERS = [
 
 def layer_outputs_and_grads(rnn, x, lengths, hx):
     out, h_n = rnn(x, lengths=lengths, hx=hx)
-    loss = (out * torch.cos(torch.arange(out.numel(), dtype=out.dtype)).view_as(out)).sum()
+    weights = torch.cos(torch.arange(out.numel(), dtype=out.dtype, device=out.device))
+    loss = (out * weights.view_as(out)).sum()
     loss = loss + (h_n * h_n).sum()
     parameters = [p for _, p in sorted(rnn.named_parameters())]
     return out, h_n, *torch.autograd.grad(loss, [x, hx, *parameters])
@@ -256,3 +257,23 @@ def test_cuda_autocast_runs_close_to_float32(cls, dtype):
     assert error.max() < 0.15 and error.mean() < 0.01
     out.float().sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in rnn.parameters())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("config", LAYERS, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_cuda_layer_matches_cpu(config):
+    """Every layout and normalisation: the kernel on CUDA equals the CPU kernel (float64)."""
+    config = dict(config)
+    cls = config.pop("cls")
+    torch.manual_seed(0)
+    rnn = cls(input_size=5, hidden_size=7, num_layers=2, nonlinearity="tanh", **config).double()
+    x = torch.randn(3, 11, 5, dtype=torch.double, requires_grad=True)
+    hx = torch.randn(2 * rnn.num_directions, 3, 7, dtype=torch.double, requires_grad=True)
+    lengths = torch.tensor([11, 4, 8])
+    expected = layer_outputs_and_grads(rnn, x, lengths, hx)
+    gpu_x, gpu_hx = (t.detach().cuda().requires_grad_() for t in (x, hx))
+    got = layer_outputs_and_grads(rnn.cuda(), gpu_x, lengths, gpu_hx)
+    for g, e in zip(got, expected, strict=True):
+        assert g.is_cuda
+        assert_close(g.cpu(), e, torch.float64)
