@@ -199,7 +199,7 @@ def format_table(results: dict, configs: dict) -> str:
     return "\n".join(lines)
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", choices=["S", "M", "both"], default="both")
     parser.add_argument("--threads", type=int, default=2)
@@ -217,11 +217,11 @@ def parse_args() -> argparse.Namespace:
     for key in ("batch", "frames", "features", "hidden", "layers"):
         parser.add_argument(f"--{key}", type=int, default=None, help="override the config")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.memory_child:
         config = resolve_config(args.config, args)
