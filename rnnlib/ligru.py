@@ -57,14 +57,17 @@ class LiGRUDirection(nn.Module):
         itself when ``scale`` is None) ``[batch, time, 2 * hidden]`` for every frame of ``x``.
 
         With batch norm, ``values`` is the normalised ``x_hat`` and the affine step is left to the
-        recurrence kernel, which then stores ``x_hat`` only. ``reverse`` turns each sequence
-        around within its length first (the backward direction's input order).
+        recurrence kernel, which then stores ``x_hat`` only; in evaluation the running statistics
+        fold into ``scale`` and ``shift`` and ``values`` is ``W x`` itself. ``reverse`` turns each
+        sequence around within its length first (the backward direction's input order).
         """
         a = self.w(x)
         if reverse:
             a = reverse_padded(a, lengths)
         if self.normalization == "batchnorm":
-            return self.norm.normalise(a, mask), self.norm.weight, self.norm.bias
+            if self.norm.uses_batch_stats():
+                return self.norm.normalise(a, mask), self.norm.weight, self.norm.bias
+            return a, *self.norm.folded_affine()  # evaluation: no pass over the frames
         return self.norm(a), None, None
 
 

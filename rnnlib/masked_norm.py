@@ -111,9 +111,27 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         y = torch.addcmul(self.bias, x_hat, self.weight)
         return y if mask is None else y * mask.unsqueeze(-1)
 
+    def uses_batch_stats(self) -> bool:
+        """Whether :meth:`normalise` takes the statistics from the batch (training)."""
+        return self.training or self.running_mean is None
+
+    def folded_affine(self) -> tuple[Tensor, Tensor]:
+        """``(scale, shift)`` with ``y = scale * x + shift`` under the running statistics.
+
+        >>> bn = MaskedBatchNorm1d(3).eval()
+        >>> scale, shift = bn.folded_affine()
+        >>> x = torch.randn(2, 4, 3)
+        >>> torch.allclose(bn(x), scale * x + shift, atol=1e-6)
+        True
+        """
+        rstd = torch.rsqrt(self.running_var + self.eps)
+        scale = rstd if self.weight is None else self.weight * rstd
+        shift = -self.running_mean * scale
+        return scale, shift if self.bias is None else shift + self.bias
+
     def normalise(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """``x_hat`` ``[batch, time, features]``: normalised, no affine step, zero on padding."""
-        use_batch_stats = self.training or self.running_mean is None
+        use_batch_stats = self.uses_batch_stats()
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
