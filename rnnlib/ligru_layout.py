@@ -43,8 +43,8 @@ def output_from_states(states: Tensor, mask: Tensor | None, layout: str) -> Tens
     directions, time, rows, hidden = states.shape
     lengths = None if mask is None else mask.sum(1)
     if layout == "stacked":
-        out = states.transpose(1, 2)
-        return out.contiguous() if mask is None else out * mask.unsqueeze(-1)
+        out = states.transpose(1, 2)  # a view of the loop's buffer when nothing is padded
+        return out if mask is None else out * mask.unsqueeze(-1)
     if layout == "bidirectional":
         forward, backward = states[0].transpose(0, 1), states[1].transpose(0, 1)
         batch = rows
