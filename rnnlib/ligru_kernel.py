@@ -95,12 +95,19 @@ def _fill_inputs(gates: Tensor, inputs: Sequence[Tensor], scale, shift, accumula
     """Write (or add) ``a`` of every direction time-major into ``gates [D, T, B, 2H]``."""
     for d, x in enumerate(inputs):
         a = x.transpose(0, 1)
-        if scale is None:
-            gates[d].add_(a) if accumulate else gates[d].copy_(a)
+        if scale is None and accumulate:
+            gates[d].add_(a)
+        elif scale is None:
+            gates[d].copy_(a)
         elif accumulate:
             gates[d].addcmul_(a, scale[d]).add_(shift[d])
         else:
             torch.addcmul(shift[d], a, scale[d], out=gates[d])
+
+
+def _valid_steps(mask: Tensor | None) -> Tensor | None:
+    """``mask [rows, time]`` as ``[time, rows, 1]``, the loops' per-step view."""
+    return None if mask is None else mask.t().unsqueeze(-1)
 
 
 class _LiGRUFunction(torch.autograd.Function):
@@ -115,10 +122,10 @@ class _LiGRUFunction(torch.autograd.Function):
         _fill_inputs(gates, inputs, scale, shift, accumulate=False)
         states = h0.new_empty(directions, time + 1, rows, hidden)
         states[:, 0].copy_(h0)
-        valid = None if mask is None else mask.t().unsqueeze(-1).to(h0.device)
+        mask = None if mask is None else mask.to(h0.device)
+        valid = _valid_steps(mask)
         _forward_loop(gates, states, weight_hh, valid, drop_mask, nonlinearity, recurrent_norm)
         del gates
-        mask = None if mask is None else mask.to(h0.device)
         h_n = states[:, time].clone()
         output = output_from_states(states[:, 1:], mask, layout)
         if keep:
@@ -140,7 +147,7 @@ class _LiGRUFunction(torch.autograd.Function):
             grad_steps = states_from_output(
                 grad_out, mask, layout, into=torch.empty_like(states[:, 1:])
             )
-            valid = None if mask is None else mask.t().unsqueeze(-1)
+            valid = _valid_steps(mask)
             grad_weight, grad_h0, grad_gates = _backward_loop(
                 inputs,
                 scale,

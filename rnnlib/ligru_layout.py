@@ -33,6 +33,18 @@ def check_layout(layout: str, directions: int) -> None:
         raise ValueError(f"layout {layout!r} needs {expected} direction(s), got {directions}")
 
 
+def _loops(time_major: Tensor, layout: str, mask: Tensor | None):
+    """Split time-major ``[D, time, rows, H]`` into the forward and the (reversed) backward loop
+    ``[time, batch, H]`` of a bidirectional layout, with the lengths of those ``batch`` rows."""
+    if layout == "bidirectional":
+        forward, backward = time_major[0], time_major[1]
+    else:  # shared_bidirectional: the reversed sequences are the last half of the rows
+        batch = time_major.shape[2] // 2
+        forward, backward = time_major[0, :, :batch], time_major[0, :, batch:]
+        mask = None if mask is None else mask[:batch]
+    return forward, backward, None if mask is None else mask.sum(1)
+
+
 def output_from_states(states: Tensor, mask: Tensor | None, layout: str) -> Tensor:
     """Turn time-major states ``[D, time, rows, H]`` into the layer output of ``layout``.
 
@@ -40,22 +52,14 @@ def output_from_states(states: Tensor, mask: Tensor | None, layout: str) -> Tens
     >>> output_from_states(states, None, "bidirectional").squeeze(0).tolist()
     [[0.0, 5.0], [1.0, 4.0], [2.0, 3.0]]
     """
-    directions, time, rows, hidden = states.shape
-    lengths = None if mask is None else mask.sum(1)
     if layout == "stacked":
         out = states.transpose(1, 2)  # a view of the loop's buffer when nothing is padded
         return out if mask is None else out * mask.unsqueeze(-1)
-    if layout == "bidirectional":
-        forward, backward = states[0].transpose(0, 1), states[1].transpose(0, 1)
-        batch = rows
-    else:
-        batch = rows // 2
-        both = states[0].transpose(0, 1)
-        forward, backward = both[:batch], both[batch:]
-        lengths = None if lengths is None else lengths[:batch]
+    forward, backward, lengths = _loops(states, layout, mask)
+    time, batch, hidden = forward.shape
     out = states.new_empty(batch, time, 2 * hidden)
-    out[..., :hidden].copy_(forward)
-    out[..., hidden:].copy_(reverse_padded(backward, lengths))
+    out[..., :hidden].copy_(forward.transpose(0, 1))
+    out[..., hidden:].copy_(reverse_padded(backward.transpose(0, 1), lengths))
     if mask is not None:
         out.mul_(mask[:batch].unsqueeze(-1))
     return out
@@ -73,17 +77,11 @@ def states_from_output(output: Tensor, mask: Tensor | None, layout: str, into: T
     ...                                torch.empty_like(states)), states)
     True
     """
-    hidden = into.shape[-1]
     if layout == "stacked":
         into.copy_(output.transpose(1, 2))
         return into
-    lengths = None if mask is None else mask.sum(1)
-    batch = output.shape[0]
-    if layout == "bidirectional":
-        forward, backward = into[0], into[1]
-    else:
-        forward, backward = into[0, :, :batch], into[0, :, batch:]
-        lengths = None if lengths is None else lengths[:batch]
+    forward, backward, lengths = _loops(into, layout, mask)
+    hidden = into.shape[-1]
     forward.copy_(output[..., :hidden].transpose(0, 1))
     backward.copy_(reverse_padded(output[..., hidden:], lengths).transpose(0, 1))
     return into

@@ -132,17 +132,18 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     def normalise(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """``x_hat`` ``[batch, time, features]``: normalised, no affine step, zero on padding."""
         use_batch_stats = self.uses_batch_stats()
+        track = self.training and self.track_running_stats
         momentum = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
+        if track:
             self.num_batches_tracked.add_(1)
             if self.momentum is None:  # cumulative moving average, as nn.BatchNorm1d
                 momentum = 1.0 / float(self.num_batches_tracked)
-        track = self.training and self.track_running_stats
+        use_running = track or not use_batch_stats  # updated, or used to normalise
         return masked_normalise(
             x,
             mask,
-            self.running_mean if track or not use_batch_stats else None,
-            self.running_var if track or not use_batch_stats else None,
+            self.running_mean if use_running else None,
+            self.running_var if use_running else None,
             use_batch_stats,
             momentum,
             self.eps,
