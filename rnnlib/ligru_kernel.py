@@ -2,16 +2,19 @@ r"""Fast Light GRU recurrence: a custom autograd Function with one recurrent pro
 
 Everything that can be batched over time runs outside the loops; inside them there is only the
 product ``U h`` (forward) or ``dgates U`` (backward) plus a few in-place element-wise operations on
-preallocated time-major buffers. Several directions with separate weights run in the same loop as
-a batched product (``baddbmm`` with ``U`` stacked ``[D, 2H, H]``).
+preallocated time-major buffers. Directions with separate weights run as one loop with a batched
+product (``U`` stacked ``[D, 2H, H]``), or on CPU as concurrent loops, one per core
+(:mod:`rnnlib.parallel_directions`).
 
 The input of each direction is either ``a`` itself or ``x_hat`` with a per-feature ``scale`` and
 ``shift`` (``a = scale * x_hat + shift``: the affine step of a batch norm, fused here so that only
 ``x_hat`` is ever stored). Saved for backward: the inputs, the small weights and the output, in the
-layer's own layout (:mod:`rnnlib.ligru_layout`), which the next layer saves anyway. The backward
-rebuilds the states from the output, the gate pre-activations from ``a + U h`` (one large product
-for all steps, SLi-GRU: ``a + LN(U h)``), and overwrites them with the gates' gradient. The weight
-gradient is one large product after the loop, ``dU = sum_t dgates_t^T h_{t-1}``.
+layer's own layout (:mod:`rnnlib.ligru_layout`), which the next layer saves anyway; for a ReLU or
+leaky ReLU candidate without layer norm also the sign of the candidate's pre-activation (one bool
+per unit). The backward rebuilds the states from the output, the gate pre-activations from
+``a + U h`` (one large product for all steps, SLi-GRU: ``a + LN(U h)``; with the sign, only the
+update gate's half), and overwrites them with the gates' gradient. The weight gradient is one
+large product after the loop, ``dU = sum_t dgates_t^T h_{t-1}``.
 """
 
 from collections.abc import Sequence
@@ -23,11 +26,13 @@ from torch.autograd.function import once_differentiable
 from rnnlib.ligru_layout import check_layout, output_from_states, states_from_output
 from rnnlib.ligru_pointwise import (
     LAYER_NORM_EPS,
+    LEAKY_RELU_SLOPE,
     candidate_activation,
     candidate_activation_into,
     candidate_derivative,
 )
 from rnnlib.ligru_product import RecurrentProduct
+from rnnlib.parallel_directions import run_directions
 
 CHUNK_STEPS = 64  # backward coefficients are computed this many steps at a time (bounded memory)
 
@@ -105,6 +110,12 @@ def _fill_inputs(gates: Tensor, inputs: Sequence[Tensor], scale, shift, accumula
             torch.addcmul(shift[d], a, scale[d], out=gates[d])
 
 
+def _sign_suffices(nonlinearity: str, recurrent_norm: bool) -> bool:
+    """Whether the backward needs only the sign of the candidate's pre-activation (stored as a
+    bool in the forward) instead of recomputing it: a piecewise-linear ``f``, no layer norm."""
+    return nonlinearity in ("relu", "leaky_relu") and not recurrent_norm
+
+
 def _valid_steps(mask: Tensor | None) -> Tensor | None:
     """``mask [rows, time]`` as ``[time, rows, 1]``, the loops' per-step view."""
     return None if mask is None else mask.t().unsqueeze(-1)
@@ -124,19 +135,36 @@ class _LiGRUFunction(torch.autograd.Function):
         states[:, 0].copy_(h0)
         mask = None if mask is None else mask.to(h0.device)
         valid = _valid_steps(mask)
-        _forward_loop(gates, states, weight_hh, valid, drop_mask, nonlinearity, recurrent_norm)
+        run_directions(
+            lambda part, gates=gates: _forward_loop(
+                gates[part],
+                states[part],
+                weight_hh[part],
+                valid,
+                None if drop_mask is None else drop_mask[part],
+                nonlinearity,
+                recurrent_norm,
+            ),
+            directions,
+            h0.device,
+        )
+        positive = None
+        if keep and _sign_suffices(nonlinearity, recurrent_norm):
+            positive = gates[..., hidden:] > 0
         del gates
         h_n = states[:, time].clone()
         output = output_from_states(states[:, 1:], mask, layout)
         if keep:
-            ctx.save_for_backward(weight_hh, h0, scale, shift, mask, drop_mask, output, *inputs)
+            ctx.save_for_backward(
+                weight_hh, h0, scale, shift, mask, drop_mask, positive, output, *inputs
+            )
             ctx.options = options
         return output, h_n
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out, grad_h_n):
-        weight_hh, h0, scale, shift, mask, drop_mask, output, *inputs = ctx.saved_tensors
+        weight_hh, h0, scale, shift, mask, drop_mask, positive, output, *inputs = ctx.saved_tensors
         nonlinearity, recurrent_norm, layout, _ = ctx.options
         directions, rows, hidden = h0.shape
         time = inputs[0].shape[1]
@@ -148,28 +176,40 @@ class _LiGRUFunction(torch.autograd.Function):
                 grad_out, mask, layout, into=torch.empty_like(states[:, 1:])
             )
             valid = _valid_steps(mask)
-            grad_weight, grad_h0, grad_gates = _backward_loop(
-                inputs,
-                scale,
-                shift,
-                states,
-                weight_hh,
-                valid,
-                drop_mask,
-                nonlinearity,
-                recurrent_norm,
-                grad_steps,
-                grad_h_n,
-            )
+
+            def backward_part(part: slice) -> tuple[Tensor, Tensor, Tensor]:
+                return _backward_loop(
+                    inputs[part],
+                    None if scale is None else scale[part],
+                    None if shift is None else shift[part],
+                    states[part],
+                    weight_hh[part],
+                    valid,
+                    None if drop_mask is None else drop_mask[part],
+                    nonlinearity,
+                    recurrent_norm,
+                    grad_steps[part],
+                    grad_h_n[part],
+                    None if positive is None else positive[part],
+                )
+
+            parts = run_directions(backward_part, directions, h0.device)
+            grad_weight = torch.cat([p[0] for p in parts])
+            grad_h0 = torch.cat([p[1] for p in parts])
+            grad_gates = [g for p in parts for g in p[2].unbind(0)]  # per direction [T, B, 2H]
             grad_scale = grad_shift = None
             if scale is not None:
-                frames = (1, 2)
-                grad_shift = grad_gates.sum(frames)
+                frames = (0, 1)
+                grad_shift = torch.stack([g.sum(frames) for g in grad_gates])
                 grad_scale = torch.stack(
-                    [(grad_gates[d] * x.transpose(0, 1)).sum((0, 1)) for d, x in enumerate(inputs)]
+                    [
+                        (g * x.transpose(0, 1)).sum(frames)
+                        for g, x in zip(grad_gates, inputs, strict=True)
+                    ]
                 )
-                grad_gates.mul_(scale.view(directions, 1, 1, 2 * hidden))
-        grad_inputs = [grad_gates[d].transpose(0, 1) for d in range(directions)]
+                for g, s in zip(grad_gates, scale, strict=True):
+                    g.mul_(s)
+        grad_inputs = [g.transpose(0, 1) for g in grad_gates]
         return grad_weight, grad_h0, grad_scale, grad_shift, None, None, None, *grad_inputs
 
 
@@ -227,6 +267,7 @@ def _backward_loop(
     recurrent_norm: bool,
     grad_out: Tensor,
     grad_h_n: Tensor,
+    positive: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Return ``(dU [D, 2H, H], dh0 [D, B, H], dgates [D, T, B, 2H])`` (``dgates`` = ``da``).
 
@@ -235,7 +276,8 @@ def _backward_loop(
     ``dgates_t = coef_t * dh_t`` and ``dh_{t-1} = dh_t * zeta_t + dgates_t U (+ the output's
     gradient)``, where ``coef`` and ``zeta`` depend on the forward alone and are computed a chunk
     of steps at a time, in place of the pre-activations. SLi-GRU adds the layer-norm backward per
-    step.
+    step. With ``positive`` (``[D, T, B, H]``, the sign of the candidate's pre-activation, saved
+    by the forward) only the update gate's half of ``U h`` is rebuilt.
     """
     directions, steps_plus_one, batch, hidden = states.shape
     time, two_hidden = steps_plus_one - 1, 2 * hidden
@@ -243,8 +285,9 @@ def _backward_loop(
         grad_out.mul_(valid)
     prev_states = states[:, :time].reshape(directions, time * batch, hidden)
     u = prev_states.new_empty(directions, time * batch, two_hidden)
+    rebuilt = hidden if positive is not None else two_hidden  # gate rows of U to rebuild
     for d in range(directions):  # U h_{t-1} of every step; mm runs faster than bmm here
-        torch.mm(prev_states[d], weight_hh[d].t(), out=u[d])
+        torch.mm(prev_states[d], weight_hh[d, :rebuilt].t(), out=u[d, :, :rebuilt])
     if recurrent_norm:  # keep u for the layer-norm backward, rebuild its statistics
         normed, mean, rstd = torch.native_layer_norm(u, (two_hidden,), None, None, LAYER_NORM_EPS)
         gates = normed.view(directions, time, batch, two_hidden)
@@ -254,7 +297,16 @@ def _backward_loop(
         rstd_steps = rstd.view(directions, time, batch, 1).transpose(0, 1).contiguous().unbind(0)
     else:
         gates = u.view(directions, time, batch, two_hidden)
-    _fill_inputs(gates, inputs, scale, shift, accumulate=True)
+    if positive is None:
+        _fill_inputs(gates, inputs, scale, shift, accumulate=True)
+    else:
+        _fill_inputs(
+            gates[..., :hidden],
+            [x[..., :hidden] for x in inputs],
+            None if scale is None else scale[:, :hidden],
+            None if shift is None else shift[:, :hidden],
+            accumulate=True,
+        )
     grad_gates = gates  # each chunk of pre-activations becomes its gradient, in place
     product = RecurrentProduct(weight_hh.transpose(1, 2), rows=batch)  # dgates -> dgates U
     out_steps = grad_out.unbind(1)
@@ -265,14 +317,26 @@ def _backward_loop(
     for end in range(time, 0, -CHUNK_STEPS):
         start = max(0, end - CHUNK_STEPS)
         zeta_chunk = zeta[:, : end - start]
-        _coefficients(
-            grad_gates[:, start:end],
-            states[:, start:end],
-            zeta_chunk,
-            None if valid is None else valid[start:end],
-            drop_mask,
-            nonlinearity,
-        )
+        chunk_valid = None if valid is None else valid[start:end]
+        if positive is None:
+            _coefficients(
+                grad_gates[:, start:end],
+                states[:, start:end],
+                zeta_chunk,
+                chunk_valid,
+                drop_mask,
+                nonlinearity,
+            )
+        else:
+            _coefficients_from_sign(
+                grad_gates[:, start:end],
+                states[:, start : end + 1],
+                positive[:, start:end],
+                zeta_chunk,
+                chunk_valid,
+                drop_mask,
+                nonlinearity,
+            )
         zeta_steps = zeta_chunk.unbind(1)
         for t in range(end - 1, start - 1, -1):
             dg = grad_steps[t]
@@ -332,6 +396,39 @@ def _coefficients(
     one_minus_z = 1 - zeta
     coef_z.mul_(zeta).mul_(one_minus_z)
     torch.mul(one_minus_z, slope, out=coef_c)
+    if valid is not None:
+        gates.mul_(valid)
+        zeta.masked_fill_(~valid, 1.0)
+
+
+def _coefficients_from_sign(
+    gates: Tensor,
+    states: Tensor,
+    positive: Tensor,
+    zeta: Tensor,
+    valid: Tensor | None,
+    drop_mask: Tensor | None,
+    nonlinearity: str,
+) -> None:
+    """:func:`_coefficients` for a piecewise-linear ``f``, from the update gate's pre-activation
+    alone: ``gates[..., :H]`` holds it, ``positive`` tells where ``f`` had slope one.
+
+    ``states`` spans the chunk's steps and one more (``h_{t-1}`` and ``h_t``). Since
+    ``h_t = z h_{t-1} + (1 - z) c``, ``(1 - z) (h_{t-1} - c) = h_{t-1} - h_t``: ``coef_z =
+    z (h_{t-1} - h_t)`` needs no ``c``; ``coef_c = (1 - z) f' m`` with ``f'`` from the sign.
+    """
+    hidden = states.shape[-1]
+    coef_z, coef_c = gates[..., :hidden], gates[..., hidden:]
+    torch.sigmoid(coef_z, out=zeta)
+    torch.sub(states[:, :-1], states[:, 1:], out=coef_z)
+    coef_z.mul_(zeta)
+    torch.mul(zeta, -1.0, out=coef_c).add_(1.0)
+    if nonlinearity == "relu":
+        coef_c.mul_(positive)
+    else:
+        coef_c.mul_(torch.where(positive, 1.0, coef_c.new_full((), LEAKY_RELU_SLOPE)))
+    if drop_mask is not None:
+        coef_c.mul_(drop_mask.unsqueeze(1))
     if valid is not None:
         gates.mul_(valid)
         zeta.masked_fill_(~valid, 1.0)

@@ -1,6 +1,6 @@
 """Run every rnnlib layer type on a random padded batch and print shapes and parameter counts.
 
-    python scripts/demo_layers.py
+python scripts/demo_layers.py
 """
 
 import torch

@@ -78,8 +78,9 @@ def test_long_sequences_cross_backward_chunks():
         assert_close(got, expected, torch.float64)
 
 
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
 @pytest.mark.parametrize("norm", [False, True])
-def test_two_directions_in_one_loop_match_separate_runs(norm):
+def test_two_directions_in_one_loop_match_separate_runs(norm, nonlinearity):
     first = recurrence_inputs(torch.float64, lengths=[23, 5, 17], drop=True, seed=0)
     second = recurrence_inputs(torch.float64, lengths=[23, 5, 17], drop=True, seed=1)
     mask = first[3]
@@ -88,7 +89,14 @@ def test_two_directions_in_one_loop_match_separate_runs(norm):
 
     def run(reference):
         out, h_n = ligru_recurrence_directions(
-            [first[0], second[0]], [first[1], second[1]], h0, mask, "tanh", norm, drop, reference
+            [first[0], second[0]],
+            [first[1], second[1]],
+            h0,
+            mask,
+            nonlinearity,
+            norm,
+            drop,
+            reference,
         )
         loss = (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum()
         loss = loss + h_n.square().sum()
