@@ -1,16 +1,28 @@
 """Light GRU (Ravanelli et al. 2018) and stabilised Light GRU (Moumen & Parcollet 2023) stacks."""
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlib.ligru_recurrence import NONLINEARITIES, ligru_recurrence_directions
-from rnnlib.masked_norm import MaskedBatchNorm1d
+from rnnlib.masked_norm import MaskedBatchNorm1d, frame_count
 from rnnlib.sequence import lengths_to_mask, resolve_input_size, reverse_padded
 
 NORMALIZATIONS = ("batchnorm", "layernorm", "none")
+
+
+class Projection(NamedTuple):
+    """One direction's input to the recurrence: ``a = scale * values + shift`` per frame, or
+    ``values`` itself when ``scale`` is None; with ``batch_norm_eps`` ``values`` is still to be
+    normalised with batch statistics (by the kernel, see :meth:`LiGRUDirection.project`)."""
+
+    values: Tensor
+    scale: Tensor | None
+    shift: Tensor | None
+    batch_norm_eps: float | None = None
 
 
 class LiGRUDirection(nn.Module):
@@ -20,7 +32,7 @@ class LiGRUDirection(nn.Module):
 
     Example:
         >>> d = LiGRUDirection(input_size=40, hidden_size=16, normalization="batchnorm", bias=True)
-        >>> x_hat, scale, shift = d.project(torch.randn(2, 7, 40), None)
+        >>> x_hat, scale, shift, _ = d.project(torch.randn(2, 7, 40), None)
         >>> x_hat.shape, scale.shape
         (torch.Size([2, 7, 32]), torch.Size([32]))
     """
@@ -51,24 +63,35 @@ class LiGRUDirection(nn.Module):
                 nn.init.orthogonal_(block)
 
     def project(
-        self, x: Tensor, mask: Tensor | None, lengths: Tensor | None = None, reverse: bool = False
-    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Return ``(values, scale, shift)`` with ``a = scale * values + shift`` (or ``values``
-        itself when ``scale`` is None) ``[batch, time, 2 * hidden]`` for every frame of ``x``.
+        self,
+        x: Tensor,
+        mask: Tensor | None,
+        lengths: Tensor | None = None,
+        reverse: bool = False,
+        fuse_batch_norm: bool = False,
+    ) -> Projection:
+        """Return the :class:`Projection` ``a = scale * values + shift`` (or ``values`` itself when
+        ``scale`` is None) ``[batch, time, 2 * hidden]`` for every frame of ``x``.
 
         With batch norm, ``values`` is the normalised ``x_hat`` and the affine step is left to the
-        recurrence kernel, which then stores ``x_hat`` only; in evaluation the running statistics
-        fold into ``scale`` and ``shift`` and ``values`` is ``W x`` itself. ``reverse`` turns each
-        sequence around within its length first (the backward direction's input order).
+        recurrence kernel, which then stores ``x_hat`` only; with ``fuse_batch_norm`` in training
+        ``values`` is ``W x`` and the kernel normalises too (``batch_norm_eps``; record the
+        statistics it returns with :meth:`MaskedBatchNorm1d.record_batch_stats`). In evaluation
+        the running statistics fold into ``scale`` and ``shift`` and ``values`` is ``W x``.
+        ``reverse`` turns each sequence around within its length first (the backward
+        direction's input order).
         """
         a = self.w(x)
         if reverse:
             a = reverse_padded(a, lengths)
         if self.normalization == "batchnorm":
-            if self.norm.uses_batch_stats():
-                return self.norm.normalise(a, mask), self.norm.weight, self.norm.bias
-            return a, *self.norm.folded_affine()  # evaluation: no pass over the frames
-        return self.norm(a), None, None
+            norm = self.norm
+            if not norm.uses_batch_stats():  # evaluation: no pass over the frames
+                return Projection(a, *norm.folded_affine())
+            if fuse_batch_norm and norm.affine:
+                return Projection(a, norm.weight, norm.bias, norm.eps)
+            return Projection(norm.normalise(a, mask), norm.weight, norm.bias)
+        return Projection(self.norm(a), None, None)
 
 
 class LiGRU(nn.Module):
@@ -205,12 +228,12 @@ class LiGRU(nn.Module):
         """
         batch = x.shape[0]
         if not self.bidirectional:
-            projection = directions[0].project(x, mask)
+            projection = directions[0].project(x, mask, fuse_batch_norm=True)
             out, h_n = self._recurrence([projection], directions, h0, mask, "stacked")
             return out[0], h_n
         if self.share_directions:
-            values, scale, shift = directions[0].project(x, mask)
-            both = (torch.cat([values, reverse_padded(values, lengths)], dim=0), scale, shift)
+            values, scale, shift, _ = directions[0].project(x, mask)
+            both = Projection(torch.cat([values, reverse_padded(values, lengths)]), scale, shift)
             mask_both = None if mask is None else torch.cat([mask, mask], dim=0)
             h0_both = h0.reshape(1, 2 * batch, -1)
             out, h_n = self._recurrence(
@@ -218,23 +241,24 @@ class LiGRU(nn.Module):
             )
             return out, h_n.view(2, batch, -1)
         projections = [
-            directions[0].project(x, mask),
-            directions[1].project(x, mask, lengths, reverse=True),
+            directions[0].project(x, mask, fuse_batch_norm=True),
+            directions[1].project(x, mask, lengths, reverse=True, fuse_batch_norm=True),
         ]
         return self._recurrence(projections, directions, h0, mask, "bidirectional")
 
     def _recurrence(
         self,
-        projections: list[tuple[Tensor, Tensor | None, Tensor | None]],
+        projections: list[Projection],
         directions: nn.ModuleList,
         h0: Tensor,
         mask: Tensor | None,
         layout: str,
     ) -> tuple[Tensor, Tensor]:
-        """Run ``D`` recurrences on ``(values, scale, shift)`` projections, ``h0 [D, rows, H]``."""
-        values = [p[0] for p in projections]
-        fused = projections[0][1] is not None
-        return ligru_recurrence_directions(
+        """Run ``D`` recurrences on the directions' projections, ``h0 [D, rows, H]``."""
+        values = [p.values for p in projections]
+        fused = projections[0].scale is not None
+        batch_norm_eps = projections[0].batch_norm_eps
+        out, h_n, *statistics = ligru_recurrence_directions(
             values,
             [d.weight_hh for d in directions],
             h0,
@@ -243,10 +267,16 @@ class LiGRU(nn.Module):
             self.recurrent_norm,
             self._drop_mask(values[0], (len(values), h0.shape[1])),
             reference=self.reference_recurrence,
-            scales=[p[1] for p in projections] if fused else None,
-            shifts=[p[2] for p in projections] if fused else None,
+            scales=[p.scale for p in projections] if fused else None,
+            shifts=[p.shift for p in projections] if fused else None,
             layout=layout,
+            batch_norm_eps=batch_norm_eps,
         )
+        if batch_norm_eps is not None:
+            count = frame_count(values[0], mask)
+            for direction, mean, var in zip(directions, *statistics, strict=True):
+                direction.norm.record_batch_stats(mean, var, count)
+        return out, h_n
 
     def extra_repr(self) -> str:
         return (

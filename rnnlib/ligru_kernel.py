@@ -32,6 +32,7 @@ from rnnlib.ligru_pointwise import (
     candidate_derivative,
 )
 from rnnlib.ligru_product import RecurrentProduct
+from rnnlib.masked_norm import frame_count, frame_statistics, normalise_backward, valid_frames
 from rnnlib.parallel_directions import run_directions
 
 CHUNK_STEPS = 64  # backward coefficients are computed this many steps at a time (bounded memory)
@@ -48,12 +49,13 @@ def ligru_fast(
     scale: Tensor | None = None,
     shift: Tensor | None = None,
     layout: str = "stacked",
-) -> tuple[Tensor, Tensor]:
+    batch_norm_eps: float | None = None,
+) -> tuple[Tensor, ...]:
     """Run ``D`` directions of the Light GRU recurrence in one loop.
 
     Args:
         inputs: ``D`` input projections ``[rows, time, 2 * hidden]``: ``a``, or ``x_hat`` when
-            ``scale`` and ``shift`` are given.
+            ``scale`` and ``shift`` are given, or ``W x`` itself with ``batch_norm_eps``.
         weight_hh: recurrent weights stacked ``[D, 2 * hidden, hidden]``.
         h0: initial states ``[D, rows, hidden]``.
         mask: ``[rows, time]`` bool from lengths (True on a prefix of valid frames, shared by every
@@ -63,10 +65,15 @@ def ligru_fast(
         drop_mask: recurrent dropout masks ``[D, rows, hidden]`` or None (no gradient).
         scale, shift: ``[D, 2 * hidden]``, ``a = scale * x_hat + shift``; or both None.
         layout: how the output is arranged (:data:`rnnlib.ligru_layout.LAYOUTS`).
+        batch_norm_eps: normalise each input here with its batch statistics over the valid
+            frames (a training batch norm, ``scale`` and ``shift`` its affine), so that the
+            backward goes through the normalisation in the same passes over the frames as the
+            affine's own gradients.
 
     Returns:
         ``(output, h_n [D, rows, hidden])``; ``output`` is ``[D, rows, time, hidden]`` when
-        ``layout`` is ``stacked``.
+        ``layout`` is ``stacked``. With ``batch_norm_eps`` also the batch ``mean`` and biased
+        ``var`` ``[D, 2 * hidden]`` (no gradient), for the running estimates.
 
     Under autocast the recurrence runs in the autocast dtype (inputs are cast to it).
 
@@ -78,6 +85,8 @@ def ligru_fast(
     check_layout(layout, len(inputs))
     if (scale is None) != (shift is None):
         raise ValueError("give both scale and shift, or neither")
+    if batch_norm_eps is not None and scale is None:
+        raise ValueError("batch_norm_eps needs the batch norm's scale and shift")
     device_type = h0.device.type
     if torch.is_autocast_enabled(device_type):
         dtype = torch.get_autocast_dtype(device_type)
@@ -91,9 +100,12 @@ def ligru_fast(
         scale, shift = scale.to(dtype), shift.to(dtype)
     tensors = (weight_hh, h0, scale, shift, *inputs)
     keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    options = (nonlinearity, recurrent_norm, layout, keep)
+    options = (nonlinearity, recurrent_norm, layout, keep, batch_norm_eps)
     with torch.autocast(device_type, enabled=False):
-        return _LiGRUFunction.apply(weight_hh, h0, scale, shift, mask, drop_mask, options, *inputs)
+        results = _LiGRUFunction.apply(
+            weight_hh, h0, scale, shift, mask, drop_mask, options, *inputs
+        )
+    return results if batch_norm_eps is not None else results[:2]
 
 
 def _fill_inputs(gates: Tensor, inputs: Sequence[Tensor], scale, shift, accumulate: bool) -> None:
@@ -126,14 +138,20 @@ class _LiGRUFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight_hh, h0, scale, shift, mask, drop_mask, options, *inputs):
-        nonlinearity, recurrent_norm, layout, keep = options
+        nonlinearity, recurrent_norm, layout, keep, batch_norm_eps = options
         directions, rows, hidden = h0.shape
         time = inputs[0].shape[1]
+        mask = None if mask is None else mask.to(h0.device)
+        mean = var = rstd = None
+        if batch_norm_eps is not None:
+            valid_per_frame = valid_frames(mask, h0.dtype)
+            statistics = [frame_statistics(x, valid_per_frame, batch_norm_eps) for x in inputs]
+            inputs = [x_hat for x_hat, *_ in statistics]
+            mean, var, rstd = (torch.stack(s) for s in list(zip(*statistics, strict=True))[1:])
         gates = h0.new_empty(directions, time, rows, 2 * hidden)
         _fill_inputs(gates, inputs, scale, shift, accumulate=False)
         states = h0.new_empty(directions, time + 1, rows, hidden)
         states[:, 0].copy_(h0)
-        mask = None if mask is None else mask.to(h0.device)
         valid = _valid_steps(mask)
         run_directions(
             lambda part, gates=gates: _forward_loop(
@@ -156,16 +174,20 @@ class _LiGRUFunction(torch.autograd.Function):
         output = output_from_states(states[:, 1:], mask, layout)
         if keep:
             ctx.save_for_backward(
-                weight_hh, h0, scale, shift, mask, drop_mask, positive, output, *inputs
+                weight_hh, h0, scale, shift, mask, drop_mask, positive, rstd, output, *inputs
             )
             ctx.options = options
-        return output, h_n
+        if batch_norm_eps is None:
+            return output, h_n
+        ctx.mark_non_differentiable(mean, var)
+        return output, h_n, mean, var
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_out, grad_h_n):
-        weight_hh, h0, scale, shift, mask, drop_mask, positive, output, *inputs = ctx.saved_tensors
-        nonlinearity, recurrent_norm, layout, _ = ctx.options
+    def backward(ctx, grad_out, grad_h_n, *_grad_statistics):
+        saved = ctx.saved_tensors
+        weight_hh, h0, scale, shift, mask, drop_mask, positive, rstd, output, *inputs = saved
+        nonlinearity, recurrent_norm, layout, _, batch_norm_eps = ctx.options
         directions, rows, hidden = h0.shape
         time = inputs[0].shape[1]
         with torch.autocast(h0.device.type, enabled=False):
@@ -198,6 +220,19 @@ class _LiGRUFunction(torch.autograd.Function):
             grad_h0 = torch.cat([p[1] for p in parts])
             grad_gates = [g for p in parts for g in p[2].unbind(0)]  # per direction [T, B, 2H]
             grad_scale = grad_shift = None
+            if batch_norm_eps is not None:  # through the affine and the batch statistics
+                count = frame_count(inputs[0], mask)
+                valid_per_frame = valid_frames(mask, h0.dtype)
+                grads = [
+                    normalise_backward(
+                        g.transpose(0, 1), x_hat, r, valid_per_frame, count, s, in_place=True
+                    )
+                    for g, x_hat, r, s in zip(grad_gates, inputs, rstd, scale, strict=True)
+                ]
+                grad_inputs = [g for g, _, _ in grads]
+                grad_shift = torch.stack([g for _, g, _ in grads])
+                grad_scale = torch.stack([g for _, _, g in grads])
+                return grad_weight, grad_h0, grad_scale, grad_shift, None, None, None, *grad_inputs
             if scale is not None:
                 frames = (0, 1)
                 grad_shift = torch.stack([g.sum(frames) for g in grad_gates])

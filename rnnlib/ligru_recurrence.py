@@ -31,6 +31,7 @@ from rnnlib.ligru_pointwise import (
     NONLINEARITIES,
     candidate_activation,
 )
+from rnnlib.masked_norm import normalise_frames
 
 __all__ = [
     "LAYER_NORM_EPS",
@@ -136,12 +137,14 @@ def ligru_recurrence_directions(
     scales: Sequence[Tensor] | None = None,
     shifts: Sequence[Tensor] | None = None,
     layout: str = "stacked",
-) -> tuple[Tensor, Tensor]:
+    batch_norm_eps: float | None = None,
+) -> tuple[Tensor, ...]:
     """Run ``D`` independent recurrences (e.g. the two directions of a layer) together.
 
     Args:
         inputs: ``D`` input projections ``[batch, time, 2 * hidden]``, all padded like ``mask``:
-            ``a``, or ``x_hat`` with ``a = scale * x_hat + shift`` when ``scales`` are given.
+            ``a``, or ``x_hat`` with ``a = scale * x_hat + shift`` when ``scales`` are given, or
+            ``W x`` itself with ``batch_norm_eps`` (``x_hat`` is then computed here).
         weights_hh: ``D`` recurrent weights ``[2 * hidden, hidden]``.
         h0: initial states ``[D, batch, hidden]``.
         mask, nonlinearity, recurrent_norm: as in :func:`ligru_recurrence_reference`.
@@ -149,10 +152,13 @@ def ligru_recurrence_directions(
         reference: run :func:`ligru_recurrence_reference` per direction instead of the kernel.
         scales, shifts: ``D`` tensors ``[2 * hidden]`` (a fused batch-norm affine), or None.
         layout: the output's arrangement, see :mod:`rnnlib.ligru_layout`.
+        batch_norm_eps: normalise the inputs with batch statistics over the valid frames (a
+            training batch norm whose affine is ``scales``, ``shifts``).
 
     Returns:
         ``(output, h_n [D, batch, hidden])``; ``output`` is ``[D, batch, time, hidden]`` for the
-        default ``stacked`` layout.
+        default ``stacked`` layout. With ``batch_norm_eps`` also the batch ``mean`` and biased
+        ``var`` ``[D, 2 * hidden]`` of the inputs.
 
     >>> out, h = ligru_recurrence_directions(
     ...     [torch.randn(2, 5, 8)] * 2, [torch.randn(8, 4)] * 2, torch.zeros(2, 2, 4))
@@ -160,6 +166,11 @@ def ligru_recurrence_directions(
     (torch.Size([2, 2, 5, 4]), torch.Size([2, 2, 4]))
     """
     if reference or (drop_mask is not None and drop_mask.requires_grad):
+        statistics = ()
+        if batch_norm_eps is not None:
+            normalised = [normalise_frames(x, mask, batch_norm_eps) for x in inputs]
+            inputs = [x_hat for x_hat, _, _ in normalised]
+            statistics = tuple(torch.stack(s) for s in list(zip(*normalised, strict=True))[1:])
         if scales is not None:
             affine = zip(inputs, scales, shifts, strict=True)
             inputs = [torch.addcmul(shift, x, scale) for x, scale, shift in affine]
@@ -176,12 +187,23 @@ def ligru_recurrence_directions(
             for d, (a, w) in enumerate(zip(inputs, weights_hh, strict=True))
         ]
         states = torch.stack([r[0] for r in results]).transpose(1, 2)  # [D, T, B, H]
-        return output_from_states(states, mask, layout), torch.stack([r[1] for r in results])
+        output = output_from_states(states, mask, layout)
+        return output, torch.stack([r[1] for r in results]), *statistics
     weight = _stack(weights_hh)
     scale = None if scales is None else _stack(scales)
     shift = None if shifts is None else _stack(shifts)
     return ligru_fast(
-        inputs, weight, h0, mask, nonlinearity, recurrent_norm, drop_mask, scale, shift, layout
+        inputs,
+        weight,
+        h0,
+        mask,
+        nonlinearity,
+        recurrent_norm,
+        drop_mask,
+        scale,
+        shift,
+        layout,
+        batch_norm_eps,
     )
 
 

@@ -129,6 +129,31 @@ def test_layer_matches_equations(config, training):
     torch.testing.assert_close(h_n, expected_h)
 
 
+@pytest.mark.parametrize("share", [False, True])
+@pytest.mark.parametrize("lengths", [None, [6, 2, 5]])
+def test_running_statistics_follow_batch_norm_of_the_valid_frames(share, lengths):
+    """Whether the kernel normalises (separate directions) or the layer does (shared), each
+    direction's running estimates move like nn.BatchNorm1d's fed the valid frames of W x."""
+    torch.manual_seed(0)
+    rnn = LiGRU(4, input_size=3, bidirectional=True, share_directions=share).double().train()
+    expected = [torch.nn.BatchNorm1d(8, momentum=0.05).double() for _ in rnn.layers[0]]
+    lengths_tensor = None if lengths is None else torch.tensor(lengths)
+    for _ in range(2):
+        x = torch.randn(3, 6, 3, dtype=torch.double)
+        rnn(x, lengths=lengths_tensor)
+        for weights, bn in zip(rnn.layers[0], expected, strict=True):
+            a = weights.w(x).detach()
+            bn(
+                a.reshape(-1, 8)
+                if lengths is None
+                else torch.cat([a[i, :n] for i, n in enumerate(lengths)])
+            )
+    for weights, bn in zip(rnn.layers[0], expected, strict=True):
+        torch.testing.assert_close(weights.norm.running_mean, bn.running_mean)
+        torch.testing.assert_close(weights.norm.running_var, bn.running_var)
+        assert int(weights.norm.num_batches_tracked) == 2
+
+
 @pytest.mark.parametrize("cls", [LiGRU, SLiGRU])
 @pytest.mark.parametrize("share", [False, True])
 def test_gradcheck_float64(cls, share):
