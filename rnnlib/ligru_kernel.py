@@ -199,7 +199,9 @@ class _LiGRUFunction(torch.autograd.Function):
             )
             valid = _valid_steps(mask)
 
-            def backward_part(part: slice) -> tuple[Tensor, Tensor, Tensor]:
+            def backward_part(
+                part: slice, states: Tensor = states, grad_steps: Tensor = grad_steps
+            ) -> tuple[Tensor, Tensor, Tensor]:
                 return _backward_loop(
                     inputs[part],
                     None if scale is None else scale[part],
@@ -216,19 +218,31 @@ class _LiGRUFunction(torch.autograd.Function):
                 )
 
             parts = run_directions(backward_part, directions, h0.device)
+            del backward_part, states, grad_steps  # freed before the inputs' gradients are made
             grad_weight = torch.cat([p[0] for p in parts])
             grad_h0 = torch.cat([p[1] for p in parts])
             grad_gates = [g for p in parts for g in p[2].unbind(0)]  # per direction [T, B, 2H]
+            del parts
             grad_scale = grad_shift = None
             if batch_norm_eps is not None:  # through the affine and the batch statistics
                 count = frame_count(inputs[0], mask)
                 valid_per_frame = valid_frames(mask, h0.dtype)
-                grads = [
-                    normalise_backward(
-                        g.transpose(0, 1), x_hat, r, valid_per_frame, count, s, in_place=True
+                grads = []
+                for d, x_hat in enumerate(inputs):  # written batch-major, as W's backward wants
+                    g = grad_gates[d].transpose(0, 1)
+                    grad_gates[d] = None  # each direction's buffer goes once it is read
+                    grads.append(
+                        normalise_backward(
+                            g,
+                            x_hat,
+                            rstd[d],
+                            valid_per_frame,
+                            count,
+                            scale[d],
+                            torch.empty_like(x_hat),
+                        )
                     )
-                    for g, x_hat, r, s in zip(grad_gates, inputs, rstd, scale, strict=True)
-                ]
+                    del g
                 grad_inputs = [g for g, _, _ in grads]
                 grad_shift = torch.stack([g for _, g, _ in grads])
                 grad_scale = torch.stack([g for _, _, g in grads])

@@ -119,15 +119,15 @@ def normalise_backward(
     valid: Tensor | None,
     count: Tensor | int,
     scale: Tensor | None = None,
-    in_place: bool = False,
+    out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Backward of ``y = scale * x_hat + shift`` (``y = x_hat`` without ``scale``) through the
     batch statistics: ``(grad_x, sum(grad), sum(grad * x_hat))``, the sums over valid frames
     being the gradients of ``shift`` and ``scale``.
 
     ``grad`` is ``dL/dy`` ``[batch, time, C]`` in any memory layout (a view of a time-major
-    buffer works); ``grad_x`` comes in the layout of ``grad``, or in ``grad`` itself with
-    ``in_place``. Four passes over the frames:
+    buffer works); ``grad_x`` comes in the layout of ``grad``, or in ``out`` (which may be
+    ``grad`` itself). Four passes over the frames:
 
     .. math::
         \frac{dL}{dx} = \gamma r \left(g - \overline{g} - \hat x \, \overline{g \hat x}\right)
@@ -141,14 +141,14 @@ def normalise_backward(
     True
     """
     if valid is not None:
-        grad = grad.mul_(valid) if in_place else grad * valid
+        grad = grad.mul_(valid) if out is grad else grad * valid
     frames = (0, 1)  # sums over frames work on any strides
     grad_sum = grad.sum(frames)
     grad_x_hat_sum = (grad * x_hat).sum(frames)
     gain = rstd if scale is None else rstd * scale
     offset = grad_sum * (gain / -count)
-    if in_place:
-        grad_x = torch.addcmul(offset, grad, gain, out=grad)
+    if out is not None:
+        grad_x = torch.addcmul(offset, grad, gain, out=out)
     else:
         grad_x = torch.addcmul(offset, grad, gain)
     grad_x.addcmul_(x_hat, grad_x_hat_sum * (gain / -count))
