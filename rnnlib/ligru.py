@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from rnnlib.ligru_recurrence import NONLINEARITIES, ligru_recurrence_directions
 from rnnlib.masked_norm import MaskedBatchNorm1d, frame_count
+from rnnlib.onednn_linear import linear
 from rnnlib.sequence import lengths_to_mask, resolve_input_size, reverse_padded
 
 NORMALIZATIONS = ("batchnorm", "layernorm", "none")
@@ -81,7 +82,7 @@ class LiGRUDirection(nn.Module):
         ``reverse`` turns each sequence around within its length first (the backward
         direction's input order).
         """
-        a = self.w(x)
+        a = linear(x, self.w.weight, self.w.bias)
         if reverse:
             a = reverse_padded(a, lengths)
         if self.normalization == "batchnorm":

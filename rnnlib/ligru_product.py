@@ -11,21 +11,14 @@ import time
 import torch
 from torch import Tensor
 
+from rnnlib.onednn_linear import onednn_linear_available, onednn_product
+
 ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
 ONEDNN_MAX_ROWS = 12  # measured: from 16 rows oneDNN takes a path 4x slower than MKL ...
 ONEDNN_ROW_BLOCK = 8  # ... so more rows run as blocks of 8
 ONEDNN_ENABLED = True  # tests and benchmarks switch the route here
 CALIBRATION_RUNS = 5
 _route_cache: dict[tuple, bool] = {}
-
-
-def onednn_linear_available() -> bool:
-    """Whether ``torch.ops.mkldnn._linear_pointwise`` can be called in this build."""
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-def _onednn_linear(x: Tensor, weight: Tensor) -> Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
 
 
 class RecurrentProduct:
@@ -79,16 +72,16 @@ class RecurrentProduct:
             return
         for d, w in enumerate(self.weights):
             for rows in self.blocks:
-                out[d, rows].add_(_onednn_linear(x[d, rows], w))
+                out[d, rows].add_(onednn_product(x[d, rows], w))
 
     def __call__(self, x: Tensor) -> Tensor:
         """``x W^T`` ``[D, B, N]``."""
         if not self.use_onednn:
             return torch.bmm(x, self.weight_t)
         if len(self.weights) == 1 and len(self.blocks) == 1:
-            return _onednn_linear(x[0], self.weights[0]).unsqueeze(0)
+            return onednn_product(x[0], self.weights[0]).unsqueeze(0)
         out = x.new_empty(x.shape[0], x.shape[1], self.weight_t.shape[2])
         for d, w in enumerate(self.weights):
             for rows in self.blocks:
-                out[d, rows] = _onednn_linear(x[d, rows], w)
+                out[d, rows] = onednn_product(x[d, rows], w)
         return out

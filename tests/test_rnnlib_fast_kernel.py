@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from rnnlib import LiGRU, SLiGRU, ligru_product
+from rnnlib import LiGRU, SLiGRU, ligru_product, onednn_linear
 from rnnlib.ligru_recurrence import (
     NONLINEARITIES,
     ligru_recurrence,
@@ -211,7 +211,7 @@ def test_product_routes_agree(rows, directions):
     x = torch.randn(directions, rows, 6)
     out = torch.randn(directions, rows, 12)
     expected = out + x @ weight.transpose(1, 2)
-    if not ligru_product.onednn_linear_available():
+    if not onednn_linear.onednn_linear_available():
         pytest.skip("this build has no oneDNN")
     for use_onednn in (True, False):  # force each route, whatever the calibration chose
         product = ligru_product.RecurrentProduct(weight, rows)
