@@ -33,6 +33,7 @@ from rnnlib.ligru_pointwise import (
 )
 from rnnlib.ligru_product import RecurrentProduct
 from rnnlib.masked_norm import frame_count, frame_statistics, normalise_backward, valid_frames
+from rnnlib.onednn_linear import product_into
 from rnnlib.parallel_directions import run_directions
 
 CHUNK_STEPS = 64  # backward coefficients are computed this many steps at a time (bounded memory)
@@ -336,7 +337,7 @@ def _backward_loop(
     u = prev_states.new_empty(directions, time * batch, two_hidden)
     rebuilt = hidden if positive is not None else two_hidden  # gate rows of U to rebuild
     for d in range(directions):  # U h_{t-1} of every step; mm runs faster than bmm here
-        torch.mm(prev_states[d], weight_hh[d, :rebuilt].t(), out=u[d, :, :rebuilt])
+        product_into(u[d, :, :rebuilt], prev_states[d], weight_hh[d, :rebuilt])
     if recurrent_norm:  # keep u for the layer-norm backward, rebuild its statistics
         normed, mean, rstd = torch.native_layer_norm(u, (two_hidden,), None, None, LAYER_NORM_EPS)
         gates = normed.view(directions, time, batch, two_hidden)

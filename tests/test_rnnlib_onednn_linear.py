@@ -85,3 +85,27 @@ def test_calibration_times_both_routes_once_per_shape(monkeypatch):
         linear(torch.randn(4, 9, 8), weight)
     assert calls == [(12, 8)]
     assert isinstance(onednn_linear._route_cache[(12, 8, torch.get_num_threads())], bool)
+
+
+@needs_onednn
+@pytest.mark.parametrize("cls_name", ["LiGRU", "SLiGRU"])
+def test_layers_agree_across_routes(route, cls_name):
+    """Projection, input gradient and the backward's rebuilt products through oneDNN or not."""
+    import rnnlib
+
+    torch.manual_seed(0)
+    rnn = getattr(rnnlib, cls_name)(16, input_size=6, num_layers=2, bidirectional=True)
+    x = torch.randn(3, 20, 6, requires_grad=True)
+    lengths = torch.tensor([20, 9, 14])
+
+    def run():
+        out, h_n = rnn(x, lengths=lengths)
+        loss = (out * torch.cos(torch.arange(out.numel())).view_as(out)).sum() + h_n.sum()
+        return out, *torch.autograd.grad(loss, [x, *rnn.parameters()])
+
+    route(True)
+    fast = run()
+    assert any(onednn_linear._route_cache.values())
+    route(False)
+    for got, expected in zip(fast, run(), strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
