@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnlib import onednn_linear
+from rnnlib import LiGRU, SLiGRU, onednn_linear
 from rnnlib.onednn_linear import linear
 
 needs_onednn = pytest.mark.skipif(
@@ -88,13 +88,11 @@ def test_calibration_times_both_routes_once_per_shape(monkeypatch):
 
 
 @needs_onednn
-@pytest.mark.parametrize("cls_name", ["LiGRU", "SLiGRU"])
-def test_layers_agree_across_routes(route, cls_name):
+@pytest.mark.parametrize("cls", [LiGRU, SLiGRU])
+def test_layers_agree_across_routes(route, cls):
     """Projection, input gradient and the backward's rebuilt products through oneDNN or not."""
-    import rnnlib
-
     torch.manual_seed(0)
-    rnn = getattr(rnnlib, cls_name)(16, input_size=6, num_layers=2, bidirectional=True)
+    rnn = cls(16, input_size=6, num_layers=2, bidirectional=True)
     x = torch.randn(3, 20, 6, requires_grad=True)
     lengths = torch.tensor([20, 9, 14])
 
