@@ -3,7 +3,8 @@
 A step of a recurrence is one small product (``[16, 512] x [512, 1024]``) that two threads share
 badly: the directions of a bidirectional layer, which never exchange data inside the loop, go
 faster as one single-threaded loop per core than as one loop whose products use both cores
-(about 0.8x the time on two cores, measured by ``scripts/bench_rnn.py``). Each loop runs in its own
+(about 0.8x the time for the forward loops of ``scripts/bench_rnn.py``'s M on a 2-core AMD
+EPYC). Each loop runs in its own
 Python thread; PyTorch releases the GIL inside every operator, so the loops overlap except for
 their short Python bookkeeping.
 
