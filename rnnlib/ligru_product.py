@@ -44,6 +44,7 @@ class RecurrentProduct:
             self.weights = [w.contiguous() for w in weight.unbind(0)]
             step = rows if rows <= ONEDNN_MAX_ROWS else ONEDNN_ROW_BLOCK
             self.blocks = [slice(r, min(r + step, rows)) for r in range(0, rows, step)]
+            self.single = len(self.weights) == 1 and len(self.blocks) == 1
             key = (weight.dtype, *weight.shape, rows, torch.get_num_threads())
             if key not in _route_cache:
                 _route_cache[key] = self._onednn_is_faster(rows)
@@ -69,7 +70,12 @@ class RecurrentProduct:
         """``out += x W^T`` with ``out [D, B, N]``, ``x [D, B, K]``."""
         if not self.use_onednn:
             out.baddbmm_(x, self.weight_t)
-            return
+        elif self.single:  # one direction, one block: no per-step indexing
+            out.add_(onednn_product(x, self.weights[0]))
+        else:
+            self._add_blocks(out, x)
+
+    def _add_blocks(self, out: Tensor, x: Tensor) -> None:
         for d, w in enumerate(self.weights):
             for rows in self.blocks:
                 out[d, rows].add_(onednn_product(x[d, rows], w))
@@ -78,8 +84,8 @@ class RecurrentProduct:
         """``x W^T`` ``[D, B, N]``."""
         if not self.use_onednn:
             return torch.bmm(x, self.weight_t)
-        if len(self.weights) == 1 and len(self.blocks) == 1:
-            return onednn_product(x[0], self.weights[0]).unsqueeze(0)
+        if self.single:
+            return onednn_product(x, self.weights[0])
         out = x.new_empty(x.shape[0], x.shape[1], self.weight_t.shape[2])
         for d, w in enumerate(self.weights):
             for rows in self.blocks:

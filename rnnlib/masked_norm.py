@@ -126,8 +126,8 @@ def normalise_backward(
     being the gradients of ``shift`` and ``scale``.
 
     ``grad`` is ``dL/dy`` ``[batch, time, C]`` in any memory layout (a view of a time-major
-    buffer works); ``grad_x`` comes in the layout of ``grad``, or in ``out`` (which may be
-    ``grad`` itself). Four passes over the frames:
+    buffer works); ``grad_x`` comes in the layout of ``grad``, or in ``out``. Four passes over
+    the frames:
 
     .. math::
         \frac{dL}{dx} = \gamma r \left(g - \overline{g} - \hat x \, \overline{g \hat x}\right)
@@ -141,7 +141,7 @@ def normalise_backward(
     True
     """
     if valid is not None:
-        grad = grad.mul_(valid) if out is grad else grad * valid
+        grad = grad * valid
     frames = (0, 1)  # sums over frames work on any strides
     grad_sum = grad.sum(frames)
     grad_x_hat_sum = (grad * x_hat).sum(frames)

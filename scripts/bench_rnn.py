@@ -39,7 +39,7 @@ CONFIGS = {
 }
 MEMORY_CONFIGS = ("M",)
 TYPES = ("torch.nn.GRU", "torch.nn.LSTM", "rnn", "lstm", "gru", "ligru", "sligru")
-DEFAULT_REPEATS = {"S": 10, "M": 3}
+DEFAULT_REPEATS = {"S": 20, "M": 5}  # medians steady enough on a shared machine
 LIVE_TENSORS_MMAP_THRESHOLD = str(64 * 1024)  # bytes: every larger buffer is its own mapping
 
 
@@ -204,7 +204,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", choices=["S", "M", "both"], default="both")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--repeats", type=int, default=None, help="default: S 10, M 3")
+    parser.add_argument("--repeats", type=int, default=None, help="default: S 20, M 5")
     parser.add_argument("--types", nargs="+", default=list(TYPES), help="torch.nn.GRU is added")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument(
