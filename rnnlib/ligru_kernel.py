@@ -128,6 +128,11 @@ def _sign_suffices(nonlinearity: str, recurrent_norm: bool) -> bool:
     return nonlinearity in ("relu", "leaky_relu") and not recurrent_norm
 
 
+def _part(tensor: Tensor | None, part: slice) -> Tensor | None:
+    """The directions ``part`` of a ``[D, ...]`` tensor, or None."""
+    return None if tensor is None else tensor[part]
+
+
 def _valid_steps(mask: Tensor | None) -> Tensor | None:
     """``mask [rows, time]`` as ``[time, rows, 1]``, the loops' per-step view."""
     return None if mask is None else mask.t().unsqueeze(-1)
@@ -159,7 +164,7 @@ class _LiGRUFunction(torch.autograd.Function):
                 states[part],
                 weight_hh[part],
                 valid,
-                None if drop_mask is None else drop_mask[part],
+                _part(drop_mask, part),
                 nonlinearity,
                 recurrent_norm,
             ),
@@ -204,17 +209,17 @@ class _LiGRUFunction(torch.autograd.Function):
             ) -> tuple[Tensor, Tensor, Tensor]:
                 return _backward_loop(
                     inputs[part],
-                    None if scale is None else scale[part],
-                    None if shift is None else shift[part],
+                    _part(scale, part),
+                    _part(shift, part),
                     states[part],
                     weight_hh[part],
                     valid,
-                    None if drop_mask is None else drop_mask[part],
+                    _part(drop_mask, part),
                     nonlinearity,
                     recurrent_norm,
                     grad_steps[part],
                     grad_h_n[part],
-                    None if positive is None else positive[part],
+                    _part(positive, part),
                 )
 
             parts = run_directions(backward_part, directions, h0.device)
@@ -246,19 +251,19 @@ class _LiGRUFunction(torch.autograd.Function):
                 grad_inputs = [g for g, _, _ in grads]
                 grad_shift = torch.stack([g for _, g, _ in grads])
                 grad_scale = torch.stack([g for _, _, g in grads])
-                return grad_weight, grad_h0, grad_scale, grad_shift, None, None, None, *grad_inputs
-            if scale is not None:
-                frames = (0, 1)
-                grad_shift = torch.stack([g.sum(frames) for g in grad_gates])
-                grad_scale = torch.stack(
-                    [
-                        (g * x.transpose(0, 1)).sum(frames)
-                        for g, x in zip(grad_gates, inputs, strict=True)
-                    ]
-                )
-                for g, s in zip(grad_gates, scale, strict=True):
-                    g.mul_(s)
-        grad_inputs = [g.transpose(0, 1) for g in grad_gates]
+            else:
+                if scale is not None:
+                    frames = (0, 1)
+                    grad_shift = torch.stack([g.sum(frames) for g in grad_gates])
+                    grad_scale = torch.stack(
+                        [
+                            (g * x.transpose(0, 1)).sum(frames)
+                            for g, x in zip(grad_gates, inputs, strict=True)
+                        ]
+                    )
+                    for g, s in zip(grad_gates, scale, strict=True):
+                        g.mul_(s)
+                grad_inputs = [g.transpose(0, 1) for g in grad_gates]
         return grad_weight, grad_h0, grad_scale, grad_shift, None, None, None, *grad_inputs
 
 

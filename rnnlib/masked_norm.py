@@ -64,7 +64,8 @@ def valid_frames(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
 
 
 def frame_count(x: Tensor, mask: Tensor | None) -> Tensor | int:
-    """Valid frames of ``x [batch, time, ...]``: all of them, or the True entries of ``mask``."""
+    """Valid frames of ``x [batch, time, ...]``: all of them, or the sum of ``mask`` (bool, or
+    the 0/1 weights of :func:`valid_frames`)."""
     return x.shape[0] * x.shape[1] if mask is None else mask.sum()
 
 
@@ -164,7 +165,7 @@ class _MaskedNormalise(torch.autograd.Function):
     def forward(ctx, x, valid, eps):
         x_hat, mean, var, rstd = frame_statistics(x, valid, eps)
         ctx.save_for_backward(x_hat, rstd, valid)
-        ctx.count = x.shape[0] * x.shape[1] if valid is None else valid.sum()
+        ctx.count = frame_count(x, valid)
         ctx.mark_non_differentiable(mean, var)
         return x_hat, mean, var
 
