@@ -34,6 +34,7 @@ from rnnlib.ligru_product import RecurrentProduct
 from rnnlib.masked_norm import frame_count, frame_statistics, normalise_backward, valid_frames
 from rnnlib.onednn_linear import product_into
 from rnnlib.parallel_directions import run_directions
+from rnnlib.torch_internals import layer_norm_input_grad, native_layer_norm
 
 CHUNK_STEPS = 64  # backward coefficients are computed this many steps at a time (bounded memory)
 
@@ -295,7 +296,7 @@ def _forward_loop(
         h_prev, h_next = state_steps[t], state_steps[t + 1]
         if recurrent_norm:
             u = product(h_prev)
-            g.add_(torch.native_layer_norm(u, norm_shape, None, None, LAYER_NORM_EPS)[0])
+            g.add_(native_layer_norm(u, norm_shape, LAYER_NORM_EPS)[0])
         else:
             product.add_into(g, h_prev)
         torch.sigmoid(z_steps[t], out=z)
@@ -343,7 +344,7 @@ def _backward_loop(
     for d in range(directions):  # U h_{t-1} of every step; mm runs faster than bmm here
         product_into(u[d, :, :rebuilt], prev_states[d], weight_hh[d, :rebuilt])
     if recurrent_norm:  # keep u for the layer-norm backward, rebuild its statistics
-        normed, mean, rstd = torch.native_layer_norm(u, (two_hidden,), None, None, LAYER_NORM_EPS)
+        normed, mean, rstd = native_layer_norm(u, (two_hidden,), LAYER_NORM_EPS)
         gates = normed.view(directions, time, batch, two_hidden)
         u_steps = u.view(directions, time, batch, two_hidden).unbind(1)
         # native_layer_norm_backward reads mean and rstd as contiguous: make each step so.
@@ -396,16 +397,9 @@ def _backward_loop(
             dg = grad_steps[t]
             dg.view(directions, batch, 2, hidden).mul_(dh.unsqueeze(2))
             if recurrent_norm:
-                du = torch.ops.aten.native_layer_norm_backward(
-                    dg,
-                    u_steps[t],
-                    (two_hidden,),
-                    mean_steps[t],
-                    rstd_steps[t],
-                    None,
-                    None,
-                    (True, False, False),
-                )[0]
+                du = layer_norm_input_grad(
+                    dg, u_steps[t], (two_hidden,), mean_steps[t], rstd_steps[t]
+                )
                 u_steps[t].copy_(du)  # u of step t is no longer needed: keep du there
                 dg = du
             if t > 0:

@@ -11,7 +11,7 @@ import time
 import torch
 from torch import Tensor
 
-from rnnlib.onednn_linear import onednn_linear_available, onednn_product
+from rnnlib.torch_internals import onednn_linear_available, onednn_product
 
 ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
 ONEDNN_MAX_ROWS = 12  # measured: from 16 rows oneDNN takes a path 4x slower than MKL ...
@@ -38,7 +38,7 @@ class RecurrentProduct:
             ONEDNN_ENABLED
             and weight.device.type == "cpu"
             and weight.dtype in ONEDNN_DTYPES
-            and onednn_linear_available()
+            and onednn_linear_available(weight.dtype)
         )
         if self.use_onednn:
             self.weights = [w.contiguous() for w in weight.unbind(0)]

@@ -13,6 +13,8 @@ never by boolean indexing, so no copy of the valid frames is made.
 import torch
 from torch import Tensor, nn
 
+from rnnlib.torch_internals import native_batch_norm
+
 
 def masked_normalise(
     x: Tensor,
@@ -101,7 +103,7 @@ def frame_statistics(
     channels = x.shape[-1]
     if valid is None:  # ATen's batch norm: statistics and x_hat in two passes over the frames
         flat = x.reshape(-1, channels)
-        x_hat, mean, rstd = torch.native_batch_norm(flat, None, None, None, None, True, 0.0, eps)
+        x_hat, mean, rstd = native_batch_norm(flat, eps)
         var = rstd.pow(-2).sub_(eps).clamp_min_(0)
         return x_hat.view_as(x), mean, var, rstd
     # Sums over the contiguous frame axis, then one centred pass: faster than var_mean here.

@@ -14,20 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnlib.torch_internals import onednn_linear_available, onednn_product
+
 ENABLED = True  # tests and benchmarks switch the route here
 CALIBRATION_RUNS = 3
 _route_cache: dict[tuple, bool] = {}
-
-
-def onednn_linear_available() -> bool:
-    """Whether ``torch.ops.mkldnn._linear_pointwise`` can be called in this build."""
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-def onednn_product(x: Tensor, weight: Tensor) -> Tensor:
-    """``x [..., K] @ weight[M, K]^T`` by oneDNN (float32 or bfloat16 CPU tensors)."""
-    # The resolved overload: calling the op packet costs microseconds per step of a loop.
-    return torch.ops.mkldnn._linear_pointwise.default(x, weight, None, "none", [], "")
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

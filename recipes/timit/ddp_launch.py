@@ -12,6 +12,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from recipes.lightning_internals import set_ddp_child_command
+
 # Hydra overrides of the parent that must not reach a child (they describe the sweep or outputs).
 _PARENT_ONLY = (
     "hydra.run.",
@@ -56,8 +58,4 @@ def child_command(local_rank: int) -> tuple[Sequence[str], str]:
 
 def install() -> None:
     """Make Lightning's subprocess launcher use :func:`child_command` (idempotent)."""
-    from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
-    from lightning.pytorch.strategies.launchers import subprocess_script as pytorch_launcher
-
-    fabric_launcher._hydra_subprocess_cmd = child_command
-    pytorch_launcher._hydra_subprocess_cmd = child_command
+    set_ddp_child_command(child_command)

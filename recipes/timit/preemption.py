@@ -21,7 +21,8 @@ from typing import Any
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.environments import SLURMEnvironment
-from lightning.pytorch.trainer.connectors.signal_connector import _HandlersCompose
+
+from recipes.lightning_internals import hpc_save_path, is_lightning_signal_handler
 
 log = logging.getLogger("recipes.timit")
 
@@ -47,12 +48,12 @@ class CheckpointOnPreemption(L.Callback):
         if not SLURMEnvironment.detect():
             return
         previous = signal.getsignal(self.signum)
-        if isinstance(previous, _HandlersCompose) or not callable(previous):
+        if is_lightning_signal_handler(previous) or not callable(previous):
             return  # Lightning's own handler (or none): it checkpoints and requeues itself
         self._previous = previous
 
         def save_then_delegate(signum: int, frame: FrameType | None) -> None:
-            path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
+            path = hpc_save_path(trainer)
             log.warning("caught %s: saving %s before requeue", self.signum.name, path)
             trainer.save_checkpoint(path)
             previous(signum, frame)

@@ -16,7 +16,8 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+
+from recipes.lightning_internals import collect_rng_states, set_rng_states
 
 log = logging.getLogger("recipes.timit")
 
@@ -57,7 +58,7 @@ class RNGStateCheckpoint(L.Callback):
     """
 
     def on_save_checkpoint(self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict):
-        states = _collect_rng_states(include_cuda=torch.cuda.is_available())
+        states = collect_rng_states(include_cuda=torch.cuda.is_available())
         kind, keys, pos, has_gauss, gauss = states["numpy"]  # tensors load with weights_only
         states["numpy"] = (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)
         checkpoint["rng_states"] = states
@@ -72,4 +73,4 @@ class RNGStateCheckpoint(L.Callback):
                 states.pop("torch.cuda", None)
             kind, keys, pos, has_gauss, gauss = states["numpy"]
             states["numpy"] = (kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss)
-            _set_rng_states(states)
+            set_rng_states(states)
