@@ -1,4 +1,7 @@
-"""What a run directory records about how it was made: git commit, dirty tree, package versions."""
+"""What a run directory records about how it was made: git, packages, the CPU's product routes.
+
+Call :func:`write_run_info` after the Trainer exists: ``deterministic: true`` changes the routes.
+"""
 
 import json
 import platform
@@ -6,6 +9,8 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from rnnlib.ligru.products import describe_routes
 
 PACKAGES = (
     "torch",
@@ -53,6 +58,7 @@ def write_run_info(run_dir: Path) -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
+        "product_routes": describe_routes(),  # which library ran the Light GRU's CPU products
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")

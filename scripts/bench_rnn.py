@@ -14,6 +14,10 @@ order of allocations more than on the layer: ``--allocator default`` measures th
 
     python scripts/bench_rnn.py --config both --threads 2 --json bench.json
 
+A type may name the route of the Light GRU's CPU products: ``ligru@onednn`` and ``ligru@blas``
+run side by side show what the fixed rule of ``rnnlib.ligru.products`` picks between
+(``--types torch.nn.LSTM ligru@onednn ligru@blas``); a plain ``ligru`` takes the rule's route.
+
 Configurations: S: batch 8, 300 frames, 40 features, hidden 512, 1 layer, unidirectional (time);
 M: batch 16, 500 frames, 4 bidirectional layers (time and memory).
 """
@@ -32,6 +36,7 @@ import torch
 from torch import nn
 
 from rnnlib import build_rnn
+from rnnlib.ligru.products import force_route
 
 CONFIGS = {
     "S": dict(batch=8, frames=300, features=40, hidden=512, layers=1, bidirectional=False),
@@ -43,8 +48,15 @@ DEFAULT_REPEATS = {"S": 20, "M": 5}  # medians steady enough on a shared machine
 LIVE_TENSORS_MMAP_THRESHOLD = str(64 * 1024)  # bytes: every larger buffer is its own mapping
 
 
+def split_route(name: str) -> tuple[str, str | None]:
+    """``"ligru@blas"`` -> ``("ligru", "blas")``; ``"ligru"`` -> ``("ligru", None)`` (the rule)."""
+    base, _, route = name.partition("@")
+    return base, route or None
+
+
 def build(name: str, config: dict, device: str) -> nn.Module:
     """A layer stack of type ``name`` (``torch.nn.GRU``/``torch.nn.LSTM`` or an rnnlib name)."""
+    name = split_route(name)[0]
     sizes = dict(hidden_size=config["hidden"], num_layers=config["layers"])
     sizes["bidirectional"] = config["bidirectional"]
     if name.startswith("torch.nn."):
@@ -90,8 +102,9 @@ def time_config(config: dict, types: list[str], device: str, repeats: int) -> di
     samples: dict[str, dict[str, list[float]]] = {n: {"train": [], "infer": []} for n in types}
     for repeat in range(repeats + 1):  # the first round is the warm-up
         for name, model in models.items():
-            train = timed(lambda m=model: training_step(m, x), device)
-            infer = timed(lambda m=model: inference_step(m, x), device)
+            with force_route(split_route(name)[1]):
+                train = timed(lambda m=model: training_step(m, x), device)
+                infer = timed(lambda m=model: inference_step(m, x), device)
             if repeat > 0:
                 samples[name]["train"].append(train)
                 samples[name]["infer"].append(infer)
@@ -145,8 +158,9 @@ def measure_memory_here(name: str, config: dict, device: str) -> float:
         return float(torch.cuda.max_memory_allocated() - base)
     reset_peak_rss()
     base = current_rss_bytes()
-    for _ in range(2):
-        training_step(model, x)
+    with force_route(split_route(name)[1]):
+        for _ in range(2):
+            training_step(model, x)
     return float(peak_rss_bytes() - base)
 
 

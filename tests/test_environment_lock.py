@@ -1,4 +1,4 @@
-"""The installed environment is the one in ``requirements.lock`` (a drifted ``.venv`` is noticed)."""
+"""The installed environment is the one in ``requirements.lock``: a drifted ``.venv`` is noticed."""
 
 import re
 from importlib import metadata

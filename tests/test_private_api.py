@@ -1,4 +1,4 @@
-"""The private torch and Lightning names the project relies on still exist in the locked versions."""
+"""The private torch and Lightning names the project relies on exist in the locked versions."""
 
 import lightning
 import torch
@@ -14,7 +14,7 @@ def test_torch_has_every_private_name_rnnlib_uses():
 
 def test_onednn_product_is_there_on_this_build_or_falls_back():
     missing = torch_internals.missing_names(torch_internals.OPTIONAL)
-    if torch.backends.mkldnn.is_available():  # the locked x86 build ships it: its loss would be silent
+    if torch.backends.mkldnn.is_available():  # the locked x86 build has it: losing it is silent
         assert not missing, f"torch {torch.__version__} no longer has: {'; '.join(missing)}"
         assert torch_internals.onednn_linear_available()
         x, w = torch.randn(5, 3), torch.randn(4, 3)

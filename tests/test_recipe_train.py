@@ -1,5 +1,6 @@
 """The TIMIT recipe end to end with a real Trainer on a small generated corpus."""
 
+import json
 import re
 
 import pytest
@@ -43,6 +44,8 @@ def test_overfits_a_few_utterances(overfit_run):
     assert "run directory:" in done.stdout and "| train |" in done.stdout
     for name in ("run_info.json", "learning_curves.png", "posteriors.png", ".hydra/config.yaml"):
         assert (run_dir / name).exists(), name
+    routes = json.loads((run_dir / "run_info.json").read_text())["product_routes"]
+    assert routes["deterministic"] and routes["float32"] == "blas", routes  # trainer=cpu's promise
     speakers = (run_dir / "eval" / "train_speakers.tsv").read_text().splitlines()
     assert len(speakers) == 1 + 4
     assert "REF:" in (run_dir / "eval" / "train_hyp_ref.txt").read_text()

@@ -5,13 +5,15 @@ import itertools
 import pytest
 import torch
 
-from rnnlib import LiGRU, SLiGRU, ligru_product, onednn_linear
-from rnnlib.ligru_recurrence import (
+from rnnlib import LiGRU, SLiGRU
+from rnnlib.ligru import products
+from rnnlib.ligru.recurrence import (
     NONLINEARITIES,
     ligru_recurrence,
     ligru_recurrence_directions,
     ligru_recurrence_reference,
 )
+from rnnlib.torch_internals import onednn_linear_available
 
 # (rtol, atol relative to the largest expected magnitude): float32 rounding differs between the
 # fused kernel and the reference, and long recurrences amplify it (both are as close to float64).
@@ -211,11 +213,12 @@ def test_product_routes_agree(rows, directions):
     x = torch.randn(directions, rows, 6)
     out = torch.randn(directions, rows, 12)
     expected = out + x @ weight.transpose(1, 2)
-    if not onednn_linear.onednn_linear_available():
+    if not onednn_linear_available():
         pytest.skip("this build has no oneDNN")
-    for use_onednn in (True, False):  # force each route, whatever the calibration chose
-        product = ligru_product.RecurrentProduct(weight, rows)
-        product.use_onednn = use_onednn
+    for route in products.ROUTES:  # force each route, whatever the rule gives here
+        with products.force_route(route):
+            product = products.RecurrentProduct(weight, rows)
+        assert product.use_onednn == (route == "onednn")
         got = out.clone()
         product.add_into(got, x)
         torch.testing.assert_close(got, expected)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from rnnlib import LiGRU, SLiGRU
-from rnnlib.ligru_layout import LAYOUTS, output_from_states, states_from_output
-from rnnlib.masked_norm import MaskedBatchNorm1d
+from rnnlib.ligru.layout import LAYOUTS, output_from_states, states_from_output
+from rnnlib.ligru.masked_norm import MaskedBatchNorm1d
 
 
 def valid_frames(x, lengths):

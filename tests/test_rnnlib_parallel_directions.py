@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from rnnlib import LiGRU, SLiGRU, parallel_directions
-from rnnlib.parallel_directions import direction_groups, run_directions
+from rnnlib import LiGRU, SLiGRU
+from rnnlib.ligru import parallel_directions
+from rnnlib.ligru.parallel_directions import direction_groups, run_directions
 
 CPU = torch.device("cpu")
 

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlib.ligru_recurrence import NONLINEARITIES, ligru_recurrence_directions
-from rnnlib.masked_norm import MaskedBatchNorm1d, frame_count
-from rnnlib.onednn_linear import linear
+from rnnlib.ligru.masked_norm import MaskedBatchNorm1d, frame_count
+from rnnlib.ligru.products import linear
+from rnnlib.ligru.recurrence import NONLINEARITIES, ligru_recurrence_directions
 from rnnlib.sequence import lengths_to_mask, resolve_input_size, reverse_padded
 
 NORMALIZATIONS = ("batchnorm", "layernorm", "none")

@@ -4,12 +4,12 @@ Everything that can be batched over time runs outside the loops; inside them the
 product ``U h`` (forward) or ``dgates U`` (backward) plus a few in-place element-wise operations on
 preallocated time-major buffers. Directions with separate weights run as one loop with a batched
 product (``U`` stacked ``[D, 2H, H]``), or on CPU as concurrent loops, one per core
-(:mod:`rnnlib.parallel_directions`).
+(:mod:`rnnlib.ligru.parallel_directions`).
 
 The input of each direction is either ``a`` itself or ``x_hat`` with a per-feature ``scale`` and
 ``shift`` (``a = scale * x_hat + shift``: the affine step of a batch norm, fused here so that only
 ``x_hat`` is ever stored). Saved for backward: the inputs, the small weights and the output, in the
-layer's own layout (:mod:`rnnlib.ligru_layout`), which the next layer saves anyway; for a ReLU or
+layer's own layout (:mod:`rnnlib.ligru.layout`), which the next layer saves anyway; for a ReLU or
 leaky ReLU candidate without layer norm also the sign of the candidate's pre-activation (one bool
 per unit). The backward rebuilds the states from the output, the gate pre-activations from
 ``a + U h`` (one large product for all steps, SLi-GRU: ``a + LN(U h)``; with the sign, only the
@@ -23,17 +23,16 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from rnnlib.ligru_layout import check_layout, output_from_states, states_from_output
-from rnnlib.ligru_pointwise import (
+from rnnlib.ligru.layout import check_layout, output_from_states, states_from_output
+from rnnlib.ligru.masked_norm import frame_count, frame_statistics, normalise_backward, valid_frames
+from rnnlib.ligru.parallel_directions import run_directions
+from rnnlib.ligru.pointwise import (
     LAYER_NORM_EPS,
     candidate_activation_into,
     gate_coefficients,
     gate_coefficients_from_sign,
 )
-from rnnlib.ligru_product import RecurrentProduct
-from rnnlib.masked_norm import frame_count, frame_statistics, normalise_backward, valid_frames
-from rnnlib.onednn_linear import product_into
-from rnnlib.parallel_directions import run_directions
+from rnnlib.ligru.products import RecurrentProduct, product_into
 from rnnlib.torch_internals import layer_norm_input_grad, native_layer_norm
 
 CHUNK_STEPS = 64  # backward coefficients are computed this many steps at a time (bounded memory)
@@ -65,7 +64,7 @@ def ligru_fast(
         recurrent_norm: layer-normalise ``U h`` before the gates (SLi-GRU).
         drop_mask: recurrent dropout masks ``[D, rows, hidden]`` or None (no gradient).
         scale, shift: ``[D, 2 * hidden]``, ``a = scale * x_hat + shift``; or both None.
-        layout: how the output is arranged (:data:`rnnlib.ligru_layout.LAYOUTS`).
+        layout: how the output is arranged (:data:`rnnlib.ligru.layout.LAYOUTS`).
         batch_norm_eps: normalise each input here with its batch statistics over the valid
             frames (a training batch norm, ``scale`` and ``shift`` its affine), so that the
             backward goes through the normalisation in the same passes over the frames as the

@@ -23,15 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnlib.ligru_kernel import ligru_fast
-from rnnlib.ligru_layout import output_from_states
-from rnnlib.ligru_pointwise import (
+from rnnlib.ligru.cpu_kernel import ligru_fast
+from rnnlib.ligru.layout import output_from_states
+from rnnlib.ligru.masked_norm import normalise_frames
+from rnnlib.ligru.pointwise import (
     LAYER_NORM_EPS,
     LEAKY_RELU_SLOPE,
     NONLINEARITIES,
     candidate_activation,
 )
-from rnnlib.masked_norm import normalise_frames
 
 __all__ = [
     "LAYER_NORM_EPS",
@@ -106,7 +106,7 @@ def ligru_recurrence(
     """Run the Light GRU recurrence; same contract as :func:`ligru_recurrence_reference`.
 
     This is the entry the layers call; it dispatches to the fast kernel
-    (:func:`rnnlib.ligru_kernel.ligru_fast`).
+    (:func:`rnnlib.ligru.cpu_kernel.ligru_fast`).
 
     >>> a = torch.randn(2, 5, 8)
     >>> out, h = ligru_recurrence(a, torch.randn(8, 4) / 2, torch.zeros(2, 4))
@@ -151,7 +151,7 @@ def ligru_recurrence_directions(
         drop_mask: recurrent dropout masks ``[D, batch, hidden]`` or None.
         reference: run :func:`ligru_recurrence_reference` per direction instead of the kernel.
         scales, shifts: ``D`` tensors ``[2 * hidden]`` (a fused batch-norm affine), or None.
-        layout: the output's arrangement, see :mod:`rnnlib.ligru_layout`.
+        layout: the output's arrangement, see :mod:`rnnlib.ligru.layout`.
         batch_norm_eps: normalise the inputs with batch statistics over the valid frames (a
             training batch norm whose affine is ``scales``, ``shifts``).
 

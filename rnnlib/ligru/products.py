@@ -1,0 +1,194 @@
+"""The Light GRU's matrix products on CPU, and the one rule that picks their route.
+
+Two libraries can run a float32 CPU product ``x W^T``: MKL (what ``torch.mm`` calls) and oneDNN
+(``torch.ops.mkldnn._linear_pointwise``). Their last bits differ, so the choice must never depend
+on timing or load: :func:`product_route` is a fixed rule of the CPU, the dtype and the
+configuration, the same for every call of a process and every process on the same kind of machine.
+
+The rule, from ``scripts/bench_rnn.py`` runs with both routes forced:
+
+- AMD CPUs: oneDNN. Its kernels ran the input projection (``[8000, 1024] x [1024, 1024]``,
+  forward and input gradient) 10-20% faster and the per-step product (``[8, 512] x [512, 1024]``)
+  up to 40% faster than MKL on an AMD EPYC.
+- Other CPUs (Intel): MKL. oneDNN lost up to 40% on the per-step product on an Intel Xeon.
+- bfloat16 (autocast's dtype for the per-step product): oneDNN wherever it has a kernel.
+- Under ``torch.use_deterministic_algorithms(True)`` (Lightning's ``deterministic: true``) and
+  wherever oneDNN cannot run the dtype: MKL / ``torch.mm``.
+
+:func:`force_route` overrides the rule (tests, benchmarks); :func:`describe_routes` says what the
+rule gives here, for run records. The weight's gradient (``grad^T x``, a product over frames)
+always stays with MKL: oneDNN would need both operands transposed in memory first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rnnlib.torch_internals import onednn_linear_available, onednn_product
+
+ROUTES = ("onednn", "blas")
+ONEDNN_MAX_ROWS = 12  # measured: from 16 rows oneDNN takes a path 4x slower than MKL ...
+ONEDNN_ROW_BLOCK = 8  # ... so more rows run as blocks of 8
+_forced: str | None = None
+
+
+@functools.cache
+def cpu_vendor() -> str:
+    """The CPU's ``vendor_id`` (``AuthenticAMD``, ``GenuineIntel``; ``unknown`` if unreadable)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def product_route(dtype: torch.dtype = torch.float32) -> str:
+    """``"onednn"`` or ``"blas"``: the route of CPU products in ``dtype`` here (never timed).
+
+    >>> with force_route("blas"):
+    ...     product_route()
+    'blas'
+    """
+    if dtype not in (torch.float32, torch.bfloat16) or not onednn_linear_available(dtype):
+        return "blas"
+    if _forced is not None:
+        return _forced
+    if torch.are_deterministic_algorithms_enabled():
+        return "blas"
+    if dtype == torch.bfloat16 or cpu_vendor() == "AuthenticAMD":
+        return "onednn"
+    return "blas"
+
+
+@contextlib.contextmanager
+def force_route(route: str | None) -> Iterator[None]:
+    """Within the block every product takes ``route`` where it can (``None``: the rule)."""
+    global _forced
+    if route not in (*ROUTES, None):
+        raise ValueError(f"unknown product route {route!r}; choose one of {ROUTES} or None")
+    previous, _forced = _forced, route
+    try:
+        yield
+    finally:
+        _forced = previous
+
+
+def describe_routes() -> dict[str, str | bool]:
+    """What the rule gives in this process, for a run record.
+
+    >>> sorted(describe_routes())
+    ['bfloat16', 'cpu_vendor', 'deterministic', 'float32']
+    """
+    return {
+        "cpu_vendor": cpu_vendor(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "float32": product_route(torch.float32),
+        "bfloat16": product_route(torch.bfloat16),
+    }
+
+
+def _use_onednn(x: Tensor, weight: Tensor) -> bool:
+    return (
+        x.device.type == "cpu"
+        and x.dtype == weight.dtype
+        and not torch.is_autocast_enabled("cpu")
+        and product_route(x.dtype) == "onednn"
+    )
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """:func:`torch.nn.functional.linear` by the route of :func:`product_route`.
+
+    >>> x, w = torch.randn(4, 7, 5), torch.randn(3, 5)
+    >>> torch.allclose(linear(x, w), x @ w.t(), atol=1e-5)
+    True
+    """
+    if x.dtype != torch.float32 or not _use_onednn(x, weight):
+        return F.linear(x, weight, bias)
+    out = _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]), weight)
+    out = out.view(*x.shape[:-1], weight.shape[0])
+    return out if bias is None else out + bias
+
+
+def product_into(out: Tensor, x: Tensor, weight: Tensor) -> Tensor:
+    """``out = x [N, K] @ weight [M, K]^T`` (no autograd) by the route of :func:`product_route`.
+
+    >>> x, w, out = torch.randn(6, 4), torch.randn(3, 4), torch.empty(6, 5)
+    >>> torch.allclose(product_into(out[:, :3], x, w), x @ w.t(), atol=1e-6)
+    True
+    """
+    if x.dtype == torch.float32 and _use_onednn(x, weight):
+        return out.copy_(onednn_product(x, weight))
+    return torch.mm(x, weight.t(), out=out)
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """``x [N, K] -> x W^T``; backward ``grad W`` by oneDNN, ``grad^T x`` by the BLAS."""
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        ctx.save_for_backward(x, weight)
+        return onednn_product(x, weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_x = onednn_product(grad, weight.t()) if ctx.needs_input_grad[0] else None
+        grad_weight = grad.t().mm(x) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_weight
+
+
+class RecurrentProduct:
+    """``x -> x W_d^T`` for fixed weights ``W [D, N, K]``, one product per direction ``d``.
+
+    The route is :func:`product_route` of the weight's dtype, fixed when the loop starts.
+
+    >>> w = torch.randn(2, 6, 4)
+    >>> out = torch.zeros(2, 3, 6)
+    >>> x = torch.randn(2, 3, 4)
+    >>> RecurrentProduct(w, rows=3).add_into(out, x)
+    >>> torch.allclose(out, x @ w.transpose(1, 2), atol=1e-5)
+    True
+    """
+
+    def __init__(self, weight: Tensor, rows: int):
+        self.weight_t = weight.transpose(1, 2)
+        self.use_onednn = weight.device.type == "cpu" and product_route(weight.dtype) == "onednn"
+        if self.use_onednn:
+            self.weights = [w.contiguous() for w in weight.unbind(0)]
+            step = rows if rows <= ONEDNN_MAX_ROWS else ONEDNN_ROW_BLOCK
+            self.blocks = [slice(r, min(r + step, rows)) for r in range(0, rows, step)]
+            self.single = len(self.weights) == 1 and len(self.blocks) == 1
+
+    def add_into(self, out: Tensor, x: Tensor) -> None:
+        """``out += x W^T`` with ``out [D, B, N]``, ``x [D, B, K]``."""
+        if not self.use_onednn:
+            out.baddbmm_(x, self.weight_t)
+        elif self.single:  # one direction, one block: no per-step indexing
+            out.add_(onednn_product(x, self.weights[0]))
+        else:
+            for d, w in enumerate(self.weights):
+                for rows in self.blocks:
+                    out[d, rows].add_(onednn_product(x[d, rows], w))
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """``x W^T`` ``[D, B, N]``."""
+        if not self.use_onednn:
+            return torch.bmm(x, self.weight_t)
+        if self.single:
+            return onednn_product(x, self.weights[0])
+        out = x.new_empty(x.shape[0], x.shape[1], self.weight_t.shape[2])
+        for d, w in enumerate(self.weights):
+            for rows in self.blocks:
+                out[d, rows] = onednn_product(x[d, rows], w)
+        return out
