@@ -1,0 +1,1 @@
+"""Task-agnostic recipe toolkit: run infrastructure, speech data, CTC and framewise training."""

@@ -1,0 +1,1 @@
+"""Framewise (frame-classification) recognition: frame targets, phone-loop Viterbi, alignments."""
