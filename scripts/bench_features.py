@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
+from recipes.timit.builtin.generate import ensure_builtin_corpus
 from recipes.timit.corpus import SAMPLE_RATE, read_timit
-from recipes.timit.features import FeatureConfig, prepare_features
-from recipes.timit.generate import ensure_builtin_corpus
-from recipes.timit.sampler import FrameBudgetBatchSampler
+from recipes.toolkit.data.features import FeatureConfig, prepare_features
+from recipes.toolkit.data.sampler import FrameBudgetBatchSampler
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recipes.summary import find_runs, load_run, plot, summarize, to_csv, to_markdown  # noqa: E402
+from recipes.toolkit.run.summary import find_runs, load_run, plot, summarize, to_csv, to_markdown  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

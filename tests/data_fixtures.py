@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from recipes.timit.generate import ensure_builtin_corpus
+from recipes.timit.builtin.generate import ensure_builtin_corpus
 
 # 4 train speakers x 3 sentences (+ SA1/SA2), 2 dev and 2 core-test speakers: ~1 s to generate.
 TINY_PARAMS = {

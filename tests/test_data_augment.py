@@ -2,7 +2,7 @@
 
 import torch
 
-from recipes.timit.augment import SpecAugment
+from recipes.toolkit.data.augment import SpecAugment
 
 
 def test_masks_only_valid_frames_and_changes_something():

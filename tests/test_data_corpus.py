@@ -115,7 +115,7 @@ def test_all_problems_reported_together(broken):
 
 def test_skip_bad_skips_and_logs(broken, caplog):
     root, _, _ = broken
-    with caplog.at_level(logging.WARNING, logger="recipes.timit"):
+    with caplog.at_level(logging.WARNING, logger="recipes"):
         splits = read_timit(root, skip_bad=True)
     assert len(splits["train"]) == 12 - 9
     assert len(splits["dev"]) == 6 and len(splits["test"]) == 6

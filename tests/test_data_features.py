@@ -7,9 +7,9 @@ import pytest
 import torch
 import torchaudio
 
-import recipes.timit.features as features
-from recipes.timit.features import FeatureConfig, compute_fbank, load_waveform
+import recipes.toolkit.data.features as features
 from recipes.timit.prepare import prepare_corpus
+from recipes.toolkit.data.features import FeatureConfig, compute_fbank, load_waveform
 
 FBANK40 = {"num_mel_bins": 40, "frame_length_ms": 25.0, "frame_shift_ms": 10.0, "dither": 0.0,
            "deltas": 0, "normalization": "global"}  # fmt: skip
@@ -82,7 +82,7 @@ def _wav_of(cfg: dict, corpus) -> str:
 
 
 def test_cache_is_reused(tiny_data_cfg, caplog):
-    with caplog.at_level(logging.INFO, logger="recipes.timit"):
+    with caplog.at_level(logging.INFO, logger="recipes"):
         a = prepare_corpus(tiny_data_cfg, FBANK40)
         assert "computing features for train" in caplog.text
         files = sorted(Path(tiny_data_cfg["cache_dir"]).glob("*/*.pt"))
@@ -112,7 +112,7 @@ def test_interrupted_write_leaves_no_trusted_cache(tiny_data_cfg, monkeypatch, c
     cache = Path(tiny_data_cfg["cache_dir"])
     assert not [p for p in cache.rglob("*") if p.is_file() and p.name not in (".lock",)]
     monkeypatch.setattr(features.torch, "save", real_save)
-    with caplog.at_level(logging.INFO, logger="recipes.timit"):
+    with caplog.at_level(logging.INFO, logger="recipes"):
         c = prepare_corpus(tiny_data_cfg, FBANK40)
     assert "computing features for train" in caplog.text
     assert len(c.splits["train"]) == 12

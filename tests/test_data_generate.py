@@ -9,10 +9,20 @@ import pytest
 import soundfile as sf
 import torch
 
-from recipes.timit.features import FeatureConfig, compute_fbank, frame_segments, load_waveform
-from recipes.timit.generate import MARKER, GeneratorParams, ensure_builtin_corpus, generate_corpus
+from recipes.timit.builtin.generate import (
+    MARKER,
+    GeneratorParams,
+    ensure_builtin_corpus,
+    generate_corpus,
+)
 from recipes.timit.phones import phone_set
 from recipes.timit.speakers import CORE_TEST_LIST, DEV_LIST
+from recipes.toolkit.data.features import (
+    FeatureConfig,
+    compute_fbank,
+    frame_segments,
+    load_waveform,
+)
 from tests.data_fixtures import TINY_PARAMS
 
 ONE = GeneratorParams(
@@ -86,7 +96,7 @@ def test_deterministic_for_a_seed(tmp_path):
 def test_ensure_reuses_regenerates_and_refuses(tmp_path, caplog):
     root = tmp_path / "builtin_timit"
     params = {k: getattr(ONE, k) for k in ONE.__dataclass_fields__}
-    with caplog.at_level(logging.INFO, logger="recipes.timit"):
+    with caplog.at_level(logging.INFO, logger="recipes"):
         ensure_builtin_corpus(root, **params)
         assert (root / MARKER).is_file()
         mtime = (root / MARKER).stat().st_mtime_ns
@@ -106,7 +116,7 @@ def test_ensure_reuses_regenerates_and_refuses(tmp_path, caplog):
 
 
 def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
-    import recipes.timit.generate as gen
+    import recipes.timit.builtin.generate as gen
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt

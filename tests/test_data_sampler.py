@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from recipes.timit.sampler import FrameBudgetBatchSampler
+from recipes.toolkit.data.sampler import FrameBudgetBatchSampler
 
 
 def _lengths(n: int, seed: int = 0) -> list[int]:

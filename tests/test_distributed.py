@@ -29,12 +29,12 @@ def _free_port() -> int:
 
 def _shard_worker(rank: int, world: int, port: int, data_cfg: dict, out: str) -> None:
     """Both ranks prepare the corpus at once (fresh cache), then record what they would load."""
-    from recipes.timit.datamodule import TIMITDataModule
+    from recipes.timit.data import timit_datamodule
 
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
     )
-    dm = TIMITDataModule(data_cfg, {"num_mel_bins": 23}, seed=3)
+    dm = timit_datamodule(data_cfg, {"num_mel_bins": 23}, seed=3)
     dm.trainer = SimpleNamespace(global_rank=rank, world_size=world)
     seen: dict = {"num_train": len(dm.dataset("train"))}
     for epoch in (0, 1):

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from recipes.timit.checkpoint_io import AtomicCheckpointIO
-from recipes.timit.resume import newest_checkpoint
+from recipes.toolkit.run.checkpoint_io import AtomicCheckpointIO
+from recipes.toolkit.run.resume import newest_checkpoint
 from tests.recipe_helpers import REPO, SMALL_CORPUS, results, run_entry
 
 OVERRIDES = [*SMALL_CORPUS, "rnn.hidden_size=32", "rnn.num_layers=2", "trainer.max_epochs=4"]

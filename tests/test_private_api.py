@@ -3,7 +3,7 @@
 import lightning
 import torch
 
-from recipes import lightning_internals
+from recipes.toolkit.run import lightning_internals
 from rnnlib import torch_internals
 
 

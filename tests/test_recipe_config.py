@@ -8,15 +8,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException
 from omegaconf import open_dict
 
-from recipes.timit.features import FeatureConfig
-from recipes.timit.module import PhoneRecognizer
-from recipes.timit.phones import phone_set
-from recipes.timit.train import build_module, build_trainer
+from recipes.timit.phones import phone_set, scoring_map
+from recipes.toolkit.ctc.module import CTCRecognizer
+from recipes.toolkit.ctc.workflow import build_recognizer
+from recipes.toolkit.data.features import FeatureConfig
+from recipes.toolkit.run.trainer import build_trainer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = [
     "rnn", "model", "optim", "scheduler", "decoding", "trainer", "logger", "callbacks",
-    "features", "data", "experiment",
+    "features", "data", "experiment", "augment",
 ]  # fmt: skip
 
 
@@ -45,7 +46,8 @@ def test_every_group_option_composes_and_instantiates(group, option, tmp_path):
         overrides.append("data.root=/corpora/TIMIT")
     cfg = composed(overrides, tmp_path)
     features = FeatureConfig.from_mapping(cfg.features)
-    module = build_module(cfg, phone_set(cfg.data.train_phones), features.dim)
+    phones = phone_set(cfg.data.train_phones)
+    module = build_recognizer(cfg, phones, features.dim, scoring_map(cfg.data.train_phones))
     module.configure_optimizers()
     assert module.model.encoder.__class__.__name__.lower() == cfg.rnn.name
     if cfg.trainer.accelerator == "cpu":
@@ -56,7 +58,7 @@ def test_every_group_option_composes_and_instantiates(group, option, tmp_path):
 
 def test_rnn_topology_is_an_override(tmp_path):
     cfg = composed(["rnn=lstm", "rnn.num_layers=5", "rnn.hidden_size=96"], tmp_path)
-    module = PhoneRecognizer(phones=phone_set(48), feature_dim=40, rnn=cfg.rnn)
+    module = CTCRecognizer(phones=phone_set(48), feature_dim=40, rnn=cfg.rnn)
     assert module.model.encoder.num_layers == 5 and module.model.encoder.hidden_size == 96
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from recipes.timit.corpus import read_timit
 from recipes.timit.phones import map_phones
-from recipes.timit.scoring import count_errors
+from recipes.toolkit.evaluation.scoring import count_errors
 from tests.recipe_helpers import REPO, SMALL_CORPUS, SMALL_MODEL, results, run_entry
 
 pytestmark = pytest.mark.slow

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from recipes.timit.decoding import BigramLM, greedy_decode, prefix_beam_search
-from recipes.timit.schedulers import NewBob
-from recipes.timit.scoring import PhoneErrorRate, align, count_errors
+from recipes.toolkit.ctc.decoding import BigramLM, greedy_decode, prefix_beam_search
+from recipes.toolkit.evaluation.scoring import PhoneErrorRate, align, count_errors
+from recipes.toolkit.schedulers import NewBob
 
 
 def test_error_counts_are_minimal_edits():

@@ -1,4 +1,4 @@
-"""Run summaries (recipes/summary.py, scripts/summarize_runs.py) and the parameter table."""
+"""Run summaries (recipes.toolkit.run.summary, scripts/summarize_runs.py), the parameter table."""
 
 import csv
 import importlib.util
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recipes.summary import (
+from recipes.toolkit.run.summary import (
     RunRecord,
     config_key,
     find_runs,

@@ -22,11 +22,11 @@ import soundfile as sf
 
 from recipes.timit.phones import PHONES_61
 from recipes.timit.speakers import CORE_TEST_SPEAKERS, DEV_SPEAKERS
+from recipes.toolkit.data.features import SAMPLE_RATE
 
-log = logging.getLogger("recipes.timit")
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
-SAMPLE_RATE = 16000
 _KNOWN = frozenset(PHONES_61)
 _DR = re.compile(r"^dr\d+$", re.IGNORECASE)
 ROOT_HINT = (
@@ -62,6 +62,11 @@ class Utterance:
     def phones(self) -> list[str]:
         """The 61-set phone symbols in order (``q`` included)."""
         return [s[2] for s in self.segments]
+
+    @property
+    def source_files(self) -> tuple[Path, Path]:
+        """The files the cached features depend on (part of the feature-cache key)."""
+        return (self.wav, self.phn)
 
 
 def _children(d: Path) -> dict[str, Path]:

@@ -7,40 +7,29 @@ python -m recipes.timit.eval ckpt_path=... split=dev decoding=beam decoding.beam
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from recipes.timit.datamodule import TIMITDataModule
-from recipes.timit.module import PhoneRecognizer
-from recipes.timit.reports import per_table, write_evaluation, write_results
-from recipes.timit.train import build_trainer
-
-
-def load_recognizer(ckpt_path: str, decoding: DictConfig | None = None) -> PhoneRecognizer:
-    """Load a trained recogniser; ``decoding`` (if given) overrides the checkpoint's options."""
-    path = Path(ckpt_path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path} (set ckpt_path=...)")
-    module = PhoneRecognizer.load_from_checkpoint(str(path), map_location="cpu")
-    if decoding:
-        module.hparams.decoding.update(OmegaConf.to_container(decoding, resolve=True))
-    return module.eval()
+from recipes.timit.checkpoints import implied_hparams
+from recipes.timit.data import timit_datamodule
+from recipes.toolkit.ctc.workflow import evaluate_split, load_recognizer
+from recipes.toolkit.evaluation.reports import per_table, write_results
+from recipes.toolkit.run.trainer import build_trainer
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
-    module = load_recognizer(cfg.ckpt_path, cfg.get("decoding"))
-    datamodule = TIMITDataModule(
+    module = load_recognizer(cfg.ckpt_path, cfg.get("decoding"), fill_missing=implied_hparams)
+    datamodule = timit_datamodule(
         cfg.data, module.hparams.features, prepare_workers=cfg.prepare_workers
     )
-    datamodule.eval_split = cfg.split
     trainer = build_trainer(cfg, logger=False, callbacks=[])
-    trainer.test(module, datamodule=datamodule, verbose=False)
+    run_dir = Path(cfg.paths.output_dir)
+    evaluation = evaluate_split(trainer, module, datamodule, cfg.split, None, run_dir)
     if not trainer.is_global_zero:
         return {}
-    run_dir = Path(cfg.paths.output_dir)
     results = {
         "checkpoint": str(cfg.ckpt_path),
         "decoding": dict(module.hparams.decoding),
-        "eval": {cfg.split: write_evaluation(module.test_records, run_dir / "eval", cfg.split)},
+        "eval": {cfg.split: evaluation},
     }
     write_results(results, run_dir)
     print(f"\n{per_table(results)}\n\nrun directory: {run_dir}")

@@ -88,3 +88,23 @@ def fold_to_39(phones: list[str]) -> list[str]:
         if m is not None:
             out.append(m)
     return out
+
+
+def scoring_map(train_phones: int, score_phones: int = 39) -> dict[str, str]:
+    """Each symbol of the ``train_phones`` set -> its ``score_phones`` symbol (``""``: deleted).
+
+    What a recogniser trained on the ``train_phones`` set keeps in its checkpoint to score its
+    hypotheses (plain data: no TIMIT code needed to evaluate it).
+
+    >>> m = scoring_map(48)
+    >>> m["vcl"], m["ix"], m["aa"], len(m)
+    ('sil', 'ih', 'aa', 48)
+    >>> scoring_map(61)["q"]
+    ''
+    """
+    if score_phones != 39 and score_phones != train_phones:
+        raise ValueError(f"score_phones must be 39 or train_phones, got {score_phones}")
+    sources = PHONES_61 if train_phones == 61 else phone_set(train_phones)
+    if score_phones == train_phones:
+        return {p: p for p in sources}
+    return {p: (fold_to_39([p]) or [""])[0] for p in sources}

@@ -1,57 +1,24 @@
 """The single data entry point of the recipe: corpus -> validated utterances -> cached features.
 
->>> s = PreparedSplit(["u1"], ["spk"], [torch.zeros(3, 40)], [["h#"]], [[(0, 3, "h#")]])
->>> s.num_frames
-[3]
+Reads the corpus (generating the built-in one first), validates it, computes or loads the cached
+features and normalises them: a :class:`~recipes.toolkit.data.prepared.PreparedCorpus` for the
+toolkit's data module.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from recipes.timit.builtin.generate import GeneratorParams, ensure_builtin_corpus
 from recipes.timit.corpus import read_timit, summary
-from recipes.timit.features import FeatureConfig, frame_segments, moments, normalize
-from recipes.timit.features import prepare_features as compute_or_load
-from recipes.timit.generate import GeneratorParams, ensure_builtin_corpus
 from recipes.timit.phones import phone_set
+from recipes.toolkit.data.features import FeatureConfig, frame_segments, moments, normalize
+from recipes.toolkit.data.features import prepare_features as compute_or_load
+from recipes.toolkit.data.prepared import PreparedCorpus, PreparedSplit
 
-log = logging.getLogger("recipes.timit")
-
-
-@dataclass
-class PreparedSplit:
-    """Features and labels of one split, in memory; phones and segments use the 61-set."""
-
-    utt_ids: list[str]
-    speakers: list[str]
-    feats: list[torch.Tensor]  # [T, F] float32, normalised
-    phones: list[list[str]]  # 61-set, q removed (CTC targets before mapping)
-    segments: list[list[tuple[int, int, str]]]  # frame segments, 61-set (q kept), for plots
-
-    def __len__(self) -> int:
-        return len(self.utt_ids)
-
-    @property
-    def num_frames(self) -> list[int]:
-        """Frames per utterance."""
-        return [f.shape[0] for f in self.feats]
-
-
-@dataclass
-class PreparedCorpus:
-    """All splits plus what the model needs to know about them."""
-
-    splits: dict[str, PreparedSplit]
-    feature_dim: int
-    train_phones: list[str]  # the training phone set (data.train_phones), sorted
-    summary: str
-    root: Path | None = None
-    stats: tuple[torch.Tensor, torch.Tensor] | None = None  # training mean, std (global norm.)
+log = logging.getLogger(__name__)
 
 
 def _get(cfg: Mapping, key: str, default: object = None) -> object:

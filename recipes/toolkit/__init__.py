@@ -1,1 +1,13 @@
-"""Task-agnostic recipe toolkit: run infrastructure, speech data, CTC and framewise training."""
+"""Task-agnostic recipe toolkit: what every task imports, no task's names in it.
+
+==============  =================================================================================
+``run``         trainer building, resume, preemption, atomic checkpoints, DDP launch, run records,
+                run summaries, the private Lightning names used
+``data``        features and their cache, prepared corpora, frame-budget batching, augmentation,
+                the data module (a task gives it its corpus and label maps)
+``model``       front end -> rnnlib encoder -> linear
+``ctc``         the CTC recogniser, its decoding, the steps of its entry points, transcription
+``framewise``   frame targets, phone-loop Viterbi, alignments and boundary accuracy
+``evaluation``  error rates, per-utterance reports, plots
+==============  =================================================================================
+"""

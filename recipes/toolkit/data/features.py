@@ -24,16 +24,29 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
 
-from recipes.timit.corpus import SAMPLE_RATE, Utterance
-
-log = logging.getLogger("recipes.timit")
+log = logging.getLogger(__name__)
 CACHE_VERSION = 1
+SAMPLE_RATE = 16000  # Hz: what the features are computed at (a corpus checks, transcribe resamples)
+
+
+class AudioItem(Protocol):
+    """What features need of an utterance: its id, split, audio file and the files it comes from."""
+
+    utt_id: str
+    split: str
+    wav: Path
+
+    @property
+    def source_files(self) -> Sequence[Path]:
+        """Files whose change invalidates the cached features (audio, transcription)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -139,17 +152,17 @@ def _featurize(args: tuple[str, FeatureConfig]) -> torch.Tensor:
     return compute_fbank(load_waveform(Path(path)), cfg)
 
 
-def fingerprint(utts: Sequence[Utterance]) -> str:
+def fingerprint(utts: Sequence[AudioItem]) -> str:
     """Hash of the utterances' audio and transcription files (path, size, mtime)."""
     h = hashlib.sha256()
     for u in utts:
-        for p in (u.wav, u.phn):
+        for p in u.source_files:
             st = p.stat()
             h.update(f"{u.split}|{u.utt_id}|{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
-def cache_key(root: Path, splits: Mapping[str, Sequence[Utterance]], cfg: FeatureConfig) -> str:
+def cache_key(root: Path, splits: Mapping[str, Sequence[AudioItem]], cfg: FeatureConfig) -> str:
     """Cache folder name for (corpus identity, file fingerprint, feature config)."""
     utts = [u for name in sorted(splits) for u in splits[name]]
     blob = json.dumps(
@@ -166,7 +179,7 @@ def cache_key(root: Path, splits: Mapping[str, Sequence[Utterance]], cfg: Featur
 
 
 def _compute_split(
-    utts: Sequence[Utterance], cfg: FeatureConfig, name: str, num_workers: int
+    utts: Sequence[AudioItem], cfg: FeatureConfig, name: str, num_workers: int
 ) -> list[torch.Tensor]:
     jobs = [(str(u.wav), cfg) for u in utts]
     feats: list[torch.Tensor] = []
@@ -212,7 +225,7 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 def prepare_features(
     root: Path,
-    splits: Mapping[str, Sequence[Utterance]],
+    splits: Mapping[str, Sequence[AudioItem]],
     cfg: FeatureConfig,
     cache_dir: Path,
     num_workers: int = 1,

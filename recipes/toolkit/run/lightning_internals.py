@@ -21,17 +21,17 @@ import lightning as L
 # "module:attribute.path" -> why the recipes need it
 REQUIRED = {
     "lightning.fabric.strategies.launchers.subprocess_script:_hydra_subprocess_cmd": (
-        "DDP children of a Hydra job replay its overrides (recipes.timit.ddp_launch)"
+        "DDP children of a Hydra job replay its overrides (recipes.toolkit.run.ddp_launch)"
     ),
     "lightning.pytorch.strategies.launchers.subprocess_script:_hydra_subprocess_cmd": (
         "the same for the Trainer's launcher"
     ),
     "lightning.pytorch.trainer.connectors.signal_connector:_HandlersCompose": (
-        "recognise Lightning's own SLURM handler (recipes.timit.preemption)"
+        "recognise Lightning's own SLURM handler (recipes.toolkit.run.preemption)"
     ),
     "lightning.pytorch.trainer.connectors.checkpoint_connector"
     ":_CheckpointConnector.hpc_save_path": (
-        "where a preemption checkpoint goes (recipes.timit.preemption)"
+        "where a preemption checkpoint goes (recipes.toolkit.run.preemption)"
     ),
     "lightning.pytorch.trainer.trainer:Trainer._checkpoint_connector": (
         "the Trainer's checkpoint connector (set in Trainer.__init__)"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from recipes.lightning_internals import set_ddp_child_command
+from recipes.toolkit.run.lightning_internals import set_ddp_child_command
 
 # Hydra overrides of the parent that must not reach a child (they describe the sweep or outputs).
 _PARENT_ONLY = (

@@ -17,9 +17,9 @@ import lightning as L
 import numpy as np
 import torch
 
-from recipes.lightning_internals import collect_rng_states, set_rng_states
+from recipes.toolkit.run.lightning_internals import collect_rng_states, set_rng_states
 
-log = logging.getLogger("recipes.timit")
+log = logging.getLogger(__name__)
 
 
 def candidates(run_dir: Path) -> list[Path]:

@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from recipes.timit.lexicon import LEXICON, VOWEL_INITIAL, expand, make_sentence
+from recipes.timit.builtin.lexicon import LEXICON, VOWEL_INITIAL, expand, make_sentence
+from recipes.timit.builtin.synth import SAMPLE_RATE, Voice, synthesize
 from recipes.timit.speakers import CORE_TEST_LIST, DEV_LIST
-from recipes.timit.synth import SAMPLE_RATE, Voice, synthesize
 
-log = logging.getLogger("recipes.timit")
+log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 1
 MARKER = "BUILTIN_TIMIT.json"

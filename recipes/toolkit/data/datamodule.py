@@ -1,32 +1,57 @@
 """The Lightning data module: prepared corpus -> padded batches under a frame budget, per rank."""
 
+from __future__ import annotations
+
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import lightning as L
 import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
-from recipes.timit.augment import SpecAugment
-from recipes.timit.phones import map_phones, phone_set
-from recipes.timit.prepare import PreparedCorpus, PreparedSplit, prepare_corpus
-from recipes.timit.sampler import FrameBudgetBatchSampler
+from recipes.toolkit.data.augment import SpecAugment
+from recipes.toolkit.data.prepared import PreparedCorpus, PreparedSplit
+from recipes.toolkit.data.sampler import FrameBudgetBatchSampler
 
-log = logging.getLogger("recipes.timit")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LabelMaps:
+    """How a task turns an utterance's transcription into training targets and scoring references.
+
+    ``labels`` is the training label set (CTC targets ``1..N``, 0 is blank); ``to_labels`` maps a
+    transcription to symbols of that set, ``to_reference`` to the symbols it is scored on. Both
+    must be picklable (module-level functions or ``functools.partial``) for DataLoader workers.
+
+    >>> maps = LabelMaps(["a", "b"], to_labels=list, to_reference=list)
+    >>> maps.index["b"]
+    2
+    """
+
+    labels: list[str]
+    to_labels: Callable[[list[str]], list[str]]
+    to_reference: Callable[[list[str]], list[str]]
+
+    @property
+    def index(self) -> dict[str, int]:
+        """Training label -> CTC target id (1-based)."""
+        return {p: i + 1 for i, p in enumerate(self.labels)}
 
 
 class UtteranceDataset(Dataset):
-    """Utterances of one prepared split with CTC targets in the training phone set (1..N)."""
+    """Utterances of one prepared split with CTC targets and scoring references."""
 
-    def __init__(self, split: PreparedSplit, train_phones: int, score_phones: int = 39):
-        index = {p: i + 1 for i, p in enumerate(phone_set(train_phones))}
+    def __init__(self, split: PreparedSplit, maps: LabelMaps):
+        index = maps.index
         self.split = split
         self.targets = [
-            torch.tensor([index[p] for p in map_phones(phones, train_phones)], dtype=torch.long)
+            torch.tensor([index[p] for p in maps.to_labels(phones)], dtype=torch.long)
             for phones in split.phones
         ]
-        self.refs = [map_phones(phones, score_phones) for phones in split.phones]
+        self.refs = [maps.to_reference(phones) for phones in split.phones]
 
     def __len__(self) -> int:
         return len(self.split.feats)
@@ -48,32 +73,51 @@ def collate(items: list[dict]) -> dict:
         "lengths": torch.tensor([len(it["feats"]) for it in items]),
         "targets": torch.cat([it["targets"] for it in items]),
         "target_lengths": torch.tensor([len(it["targets"]) for it in items]),
-        "refs39": [it["ref"] for it in items],
+        "refs": [it["ref"] for it in items],
         "utt_ids": [it["utt_id"] for it in items],
         "speakers": [it["speaker"] for it in items],
     }
 
 
-class TIMITDataModule(L.LightningDataModule):
-    """Built-in or real TIMIT, features cached once, frame-budget batches sharded per DDP rank.
+class SpeechDataModule(L.LightningDataModule):
+    """A prepared corpus as frame-budget batches, sharded per DDP rank (any task, any corpus).
+
+    Args:
+        prepare: returns the prepared corpus (called once per process; the task's reader,
+            feature cache and normalisation live behind it).
+        maps: the task's label maps.
+        max_frames: frame budget of a batch (batch size x longest utterance).
+        seed: shuffling seed of the training batches.
+        num_workers: DataLoader workers.
+        augment: masking applied to training batches after transfer (None: none).
 
     Evaluation batches are split across ranks without repetition, so a PER summed over ranks
     equals the single-process PER.
     """
 
-    def __init__(self, data: Mapping, features: Mapping, seed: int = 0, prepare_workers: int = 1):
+    def __init__(
+        self,
+        prepare: Callable[[], PreparedCorpus],
+        maps: LabelMaps,
+        max_frames: int,
+        seed: int = 0,
+        num_workers: int = 0,
+        augment: SpecAugment | None = None,
+    ):
         super().__init__()
-        self.data_cfg = data
-        self.features_cfg = features
+        self.prepare = prepare
+        self.maps = maps
+        self.max_frames = int(max_frames)
         self.seed = seed
-        self.prepare_workers = prepare_workers
+        self.num_workers = int(num_workers)
+        self.augment = augment
         self.corpus: PreparedCorpus | None = None
         self.eval_split = "test"  # what test_dataloader() serves: dev, test or train
-        self.augment = SpecAugment() if data.get("spec_augment", False) else None
 
     @property
     def phones(self) -> list[str]:
-        return phone_set(int(self.data_cfg["train_phones"]))
+        """The training label set."""
+        return list(self.maps.labels)
 
     def prepare_data(self) -> None:
         self.load()
@@ -84,7 +128,7 @@ class TIMITDataModule(L.LightningDataModule):
     def load(self) -> PreparedCorpus:
         """Prepare (or load from the cache) every split once per process."""
         if self.corpus is None:
-            self.corpus = prepare_corpus(self.data_cfg, self.features_cfg, self.prepare_workers)
+            self.corpus = self.prepare()
         return self.corpus
 
     @property
@@ -95,11 +139,7 @@ class TIMITDataModule(L.LightningDataModule):
         corpus = self.load()
         if split not in corpus.splits:
             raise KeyError(f"unknown split {split!r}; choose one of {sorted(corpus.splits)}")
-        return UtteranceDataset(
-            corpus.splits[split],
-            int(self.data_cfg["train_phones"]),
-            int(self.data_cfg.get("score_phones", 39)),
-        )
+        return UtteranceDataset(corpus.splits[split], self.maps)
 
     def train_label_sequences(self) -> list[list[int]]:
         """CTC targets of the training split (for the phone bigram)."""
@@ -115,7 +155,7 @@ class TIMITDataModule(L.LightningDataModule):
         dataset = self.dataset(split)
         rank, world = self._rank_and_world()
         lengths = [len(f) for f in dataset.split.feats]
-        max_frames = int(self.data_cfg["max_frames"])
+        max_frames = self.max_frames
         if train:
             sampler = FrameBudgetBatchSampler(
                 lengths, max_frames, shuffle=True, seed=self.seed, num_replicas=world, rank=rank
@@ -131,7 +171,7 @@ class TIMITDataModule(L.LightningDataModule):
             dataset,
             batch_sampler=sampler,
             collate_fn=collate,
-            num_workers=int(self.data_cfg.get("num_workers", 0)),
+            num_workers=self.num_workers,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -1,6 +1,7 @@
 """Phone error rate: alignment counts, a DDP-synced metric, per-speaker tables, confusions."""
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,22 @@ class ErrorCounts:
             self.insertions + other.insertions,
             self.reference + other.reference,
         )
+
+
+def apply_score_map(labels: list[str], score_map: Mapping[str, str] | None) -> list[str]:
+    """Labels mapped to the scoring set (``""`` deletes one); ``None`` keeps them as they are.
+
+    >>> apply_score_map(["vcl", "q", "aa"], {"vcl": "sil", "q": "", "aa": "aa"})
+    ['sil', 'aa']
+    """
+    if score_map is None:
+        return list(labels)
+    mapped = (score_map[label] if label in score_map else _unmapped(label) for label in labels)
+    return [m for m in mapped if m]
+
+
+def _unmapped(label: str) -> str:
+    raise KeyError(f"label {label!r} is not in the score map (the checkpoint's score_map)")
 
 
 def align(reference: list[str], hypothesis: list[str]) -> list[tuple[str | None, str | None]]:

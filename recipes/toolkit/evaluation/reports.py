@@ -4,7 +4,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from recipes.timit.scoring import align, confusions, count_errors
+from recipes.toolkit.evaluation.scoring import align, confusions, count_errors
 
 
 def write_evaluation(records: list[dict], out_dir: Path, split: str) -> dict:

@@ -1,4 +1,4 @@
-"""The Lightning module of CTC phone recognition: training step, decoding, PER, schedules."""
+"""The Lightning module of CTC label recognition: training step, decoding, PER, schedules."""
 
 import logging
 from collections.abc import Mapping
@@ -9,13 +9,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from recipes.timit.decoding import BigramLM, greedy_decode, prefix_beam_search
-from recipes.timit.model import CTCAcousticModel
-from recipes.timit.phones import fold_to_39
-from recipes.timit.schedulers import NewBob
-from recipes.timit.scoring import PhoneErrorRate, count_errors
+from recipes.toolkit.ctc.decoding import BigramLM, greedy_decode, prefix_beam_search
+from recipes.toolkit.evaluation.scoring import PhoneErrorRate, apply_score_map, count_errors
+from recipes.toolkit.model import CTCAcousticModel
+from recipes.toolkit.schedulers import NewBob
 
-log = logging.getLogger("recipes.timit")
+log = logging.getLogger(__name__)
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -33,8 +32,8 @@ def plain(config: Mapping | DictConfig | None) -> dict:
     return dict(config)
 
 
-class PhoneRecognizer(L.LightningModule):
-    """CTC phone recogniser over any rnnlib encoder; PER on the 39-phone set with ``sil`` scored.
+class CTCRecognizer(L.LightningModule):
+    """CTC recogniser over any rnnlib encoder; error rate on the scoring set of ``score_map``.
 
     Args:
         phones: the training phone set (CTC labels 1..N; 0 is blank).
@@ -46,6 +45,8 @@ class PhoneRecognizer(L.LightningModule):
         decoding: ``method`` (greedy, beam), ``beam_width``, ``lm_weight``, ``insertion_bonus``.
         max_bad_steps: consecutive non-finite losses tolerated before the run stops.
         features: the feature configuration (kept so that eval and transcribe match it).
+        score_map: training label -> scoring label (``""`` deletes it); ``None`` scores the
+            training labels as they are. Kept in the checkpoint, like everything above.
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class PhoneRecognizer(L.LightningModule):
         decoding: Mapping | None = None,
         max_bad_steps: int = 5,
         features: Mapping | None = None,
+        score_map: Mapping[str, str] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(
@@ -72,6 +74,7 @@ class PhoneRecognizer(L.LightningModule):
                 "decoding": plain(decoding) or {"method": "greedy"},
                 "max_bad_steps": max_bad_steps,
                 "features": plain(features),
+                "score_map": dict(score_map) if score_map is not None else None,
             }
         )
         self.phones = list(phones)
@@ -154,10 +157,11 @@ class PhoneRecognizer(L.LightningModule):
 
     def _hypotheses(self, batch: dict, method: str | None = None) -> list[list[str]]:
         log_probs = self(batch["feats"], batch["lengths"])
-        return [fold_to_39(h) for h in self.decode(log_probs, batch["lengths"], method)]
+        decoded = self.decode(log_probs, batch["lengths"], method)
+        return [apply_score_map(h, self.hparams.score_map) for h in decoded]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.dev_per.update(batch["refs39"], self._hypotheses(batch, method="greedy"))
+        self.dev_per.update(batch["refs"], self._hypotheses(batch, method="greedy"))
 
     def on_validation_epoch_end(self) -> None:
         per = self.dev_per.compute()
@@ -169,9 +173,9 @@ class PhoneRecognizer(L.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         hypotheses = self._hypotheses(batch)
-        self.test_per.update(batch["refs39"], hypotheses)
+        self.test_per.update(batch["refs"], hypotheses)
         for utt, speaker, ref, hyp in zip(
-            batch["utt_ids"], batch["speakers"], batch["refs39"], hypotheses, strict=True
+            batch["utt_ids"], batch["speakers"], batch["refs"], hypotheses, strict=True
         ):
             counts = count_errors(ref, hyp)
             self.test_records.append(

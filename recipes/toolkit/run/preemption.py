@@ -7,7 +7,7 @@ take a signal that already has a handler. So: under SLURM the Trainer gets
 saves ``hpc_ckpt_<n>.ckpt`` and requeues), and :class:`CheckpointOnPreemption` puts a checkpoint
 save in front of a foreign USR2 handler (submitit: save, then submitit requeues and exits). The
 requeued job starts in the same run directory and ``ckpt_path=auto`` resumes from the newest
-checkpoint (:mod:`recipes.timit.resume`).
+checkpoint (:mod:`recipes.toolkit.run.resume`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-from recipes.lightning_internals import hpc_save_path, is_lightning_signal_handler
+from recipes.toolkit.run.lightning_internals import hpc_save_path, is_lightning_signal_handler
 
-log = logging.getLogger("recipes.timit")
+log = logging.getLogger(__name__)
 
 REQUEUE_SIGNAL = signal.SIGUSR2
 

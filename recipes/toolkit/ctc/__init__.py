@@ -1,0 +1,1 @@
+"""CTC recognition: the Lightning module, decoding, entry-point steps, transcription."""

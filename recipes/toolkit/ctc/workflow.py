@@ -1,0 +1,88 @@
+"""The steps of a CTC entry point: build or load a recogniser, evaluate a split, plot one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from recipes.toolkit.ctc.module import CTCRecognizer
+from recipes.toolkit.data.datamodule import SpeechDataModule
+from recipes.toolkit.evaluation.plots import posteriors
+from recipes.toolkit.evaluation.reports import write_evaluation
+
+
+def build_recognizer(
+    cfg: DictConfig, phones: list[str], feature_dim: int, score_map: Mapping[str, str] | None
+) -> CTCRecognizer:
+    """The recogniser described by the ``rnn``, ``model``, ``optim``, ... groups of ``cfg``."""
+    return CTCRecognizer(
+        phones=phones,
+        feature_dim=feature_dim,
+        rnn=cfg.rnn,
+        model=cfg.model,
+        optim=cfg.optim,
+        scheduler=cfg.scheduler,
+        decoding=cfg.decoding,
+        max_bad_steps=cfg.max_bad_steps,
+        features=cfg.features,
+        score_map=score_map,
+    )
+
+
+def load_recognizer(
+    ckpt_path: str | Path,
+    decoding: Mapping | None = None,
+    fill_missing: Callable[[dict], dict] | None = None,
+) -> CTCRecognizer:
+    """A trained recogniser in eval mode.
+
+    ``decoding`` (if given) overrides the checkpoint's decoding options; ``fill_missing`` gives
+    values for hyperparameters that checkpoints of an older release do not have, from the ones
+    they have (the task knows, for example, the score map its old checkpoints implied).
+    """
+    path = Path(ckpt_path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path} (set ckpt_path=...)")
+    saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    hparams = dict(saved.get("hyper_parameters", {}))
+    missing = {k: v for k, v in (fill_missing(hparams) if fill_missing else {}).items()
+               if k not in hparams}  # fmt: skip
+    module = CTCRecognizer.load_from_checkpoint(str(path), map_location="cpu", **missing)
+    if decoding:
+        if isinstance(decoding, DictConfig):
+            decoding = OmegaConf.to_container(decoding, resolve=True)
+        module.hparams.decoding.update(decoding)
+    return module.eval()
+
+
+def evaluate_split(
+    trainer: L.Trainer,
+    module: CTCRecognizer,
+    datamodule: SpeechDataModule,
+    split: str,
+    checkpoint: str | None,
+    run_dir: Path,
+) -> dict:
+    """Decode ``split`` with ``checkpoint`` (all ranks); rank 0 writes the per-utterance files."""
+    datamodule.eval_split = split
+    trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
+    if not trainer.is_global_zero:
+        return {}
+    return write_evaluation(module.test_records, run_dir / "eval", split)
+
+
+def plot_example(module: CTCRecognizer, datamodule: SpeechDataModule, run_dir: Path) -> None:
+    """``posteriors.png``: features, CTC posteriors and reference segments of one test utterance."""
+    split = datamodule.load().splits["test"]
+    feats = split.feats[0]
+    module.eval()
+    with torch.no_grad():
+        log_probs = module(feats[None].to(module.device), torch.tensor([len(feats)]))[0].cpu()
+    posteriors(
+        feats, log_probs, module.phones, split.segments[0], split.utt_ids[0],
+        run_dir / "posteriors.png",
+    )  # fmt: skip

@@ -1,0 +1,1 @@
+"""Speech data: features and their cache, prepared corpora, batching, augmentation."""

@@ -1,0 +1,44 @@
+"""A prepared corpus: normalised features and transcriptions of every split, in memory.
+
+>>> s = PreparedSplit(["u1"], ["spk"], [torch.zeros(3, 40)], [["h#"]], [[(0, 3, "h#")]])
+>>> s.num_frames
+[3]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class PreparedSplit:
+    """Features and transcriptions of one split, in memory, in the corpus's own symbols."""
+
+    utt_ids: list[str]
+    speakers: list[str]
+    feats: list[torch.Tensor]  # [T, F] float32, normalised
+    phones: list[list[str]]  # transcription (before the task's label maps)
+    segments: list[list[tuple[int, int, str]]]  # frame segments of the transcription, for plots
+
+    def __len__(self) -> int:
+        return len(self.utt_ids)
+
+    @property
+    def num_frames(self) -> list[int]:
+        """Frames per utterance."""
+        return [f.shape[0] for f in self.feats]
+
+
+@dataclass
+class PreparedCorpus:
+    """All splits plus what the model needs to know about them."""
+
+    splits: dict[str, PreparedSplit]
+    feature_dim: int
+    train_phones: list[str]  # the training label set, sorted
+    summary: str
+    root: Path | None = None
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None  # training mean, std (global norm.)

@@ -1,0 +1,1 @@
+"""Evaluation: error rates, per-utterance reports, plots."""

@@ -1,0 +1,1 @@
+"""Run infrastructure: trainer, resume, preemption, atomic I/O, DDP launch, run records."""
