@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+import torch
 
 from recipes.timit.corpus import read_timit
 from recipes.timit.phones import map_phones
@@ -117,3 +118,26 @@ def test_readme_commands_are_what_ci_and_tests_run():
     assert "make test" in (REPO / ".ci" / "run").read_text()
     makefile = (REPO / "Makefile").read_text()
     assert "-m recipes.timit.train" in makefile.split("\ntrain:")[1].split("\n\n")[0]
+
+
+@pytest.mark.parametrize(
+    "option", ["compile=true", "trainer.precision=bf16-mixed", "debug=default", "debug=fdr"]
+)
+def test_option_trains_saves_evaluates_and_transcribes(option, data_dir, tmp_path):
+    """A checkpoint does not depend on how its run computed (compiled, bf16) or was cut short."""
+    run_dir = tmp_path / "run"
+    tiny = ["rnn.hidden_size=16", "rnn.num_layers=1", "trainer.max_epochs=1"]
+    run_entry("train", [option, *SMALL_CORPUS, *tiny], data_dir, run_dir)
+    assert results(run_dir)["eval"]["dev"]["phones"] > 0
+    if option.startswith("debug=fdr"):
+        return  # a fast dev run writes no checkpoint
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    assert not [k for k in state if "_orig_mod" in k]
+    run_entry("eval", [f"ckpt_path={checkpoint}", "split=test", *SMALL_CORPUS], data_dir,
+              tmp_path / "eval")  # fmt: skip
+    assert results(tmp_path / "eval")["eval"]["test"]["phones"] > 0
+    wav = read_timit(data_dir / "builtin_timit")["test"][0].wav
+    done = run_entry("transcribe", [f"ckpt_path={checkpoint}", f"audio=[{wav}]"], data_dir,
+                     tmp_path / "transcribe")  # fmt: skip
+    assert done.stdout.count(str(wav)) == 1

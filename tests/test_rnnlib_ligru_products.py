@@ -64,27 +64,29 @@ def test_float64_and_autocast_keep_torch_route():
 
 @needs_onednn
 @pytest.mark.parametrize(
-    ("vendor", "deterministic", "expected"),
+    ("vendor", "avx512", "deterministic", "expected"),
     [
-        ("AuthenticAMD", False, "onednn"),
-        ("GenuineIntel", False, "blas"),
-        ("unknown", False, "blas"),
-        ("AuthenticAMD", True, "blas"),
+        ("AuthenticAMD", True, False, "onednn"),
+        ("AuthenticAMD", False, False, "blas"),
+        ("GenuineIntel", True, False, "blas"),
+        ("unknown", False, False, "blas"),
+        ("AuthenticAMD", True, True, "blas"),
     ],
 )
 def test_route_rule_depends_on_cpu_and_determinism_only(
-    monkeypatch, vendor, deterministic, expected
+    monkeypatch, vendor, avx512, deterministic, expected
 ):
     monkeypatch.setattr(products, "cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(products, "cpu_has_avx512", lambda: avx512)
     monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: deterministic)
     assert product_route(torch.float32) == expected
+    bf16 = "blas" if deterministic or not onednn_linear_available(torch.bfloat16) else "onednn"
     assert products.describe_routes() == {
         "cpu_vendor": vendor,
+        "avx512": avx512,
         "deterministic": deterministic,
         "float32": expected,
-        "bfloat16": "blas"
-        if deterministic or not onednn_linear_available(torch.bfloat16)
-        else "onednn",
+        "bfloat16": bf16,
     }
 
 

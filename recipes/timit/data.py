@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import partial
 
+import torch
 from hydra.utils import instantiate
 
 from recipes.timit.phones import map_phones, phone_set
@@ -32,10 +33,12 @@ def timit_datamodule(
     seed: int = 0,
     prepare_workers: int = 1,
     augment: Mapping | None = None,
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> SpeechDataModule:
-    """The data module of the ``data`` and ``features`` configs (built-in corpus or real TIMIT)."""
+    """The data module of the ``data`` and ``features`` configs (built-in corpus or real TIMIT);
+    ``stats``: the global normalisation to use (a checkpoint's) instead of the training split's."""
     return SpeechDataModule(
-        prepare=partial(prepare_corpus, data, features, prepare_workers),
+        prepare=partial(prepare_corpus, data, features, prepare_workers, stats),
         maps=label_maps(int(data.get("train_phones", 48)), int(data.get("score_phones", 39))),
         max_frames=int(data["max_frames"]),
         seed=seed,

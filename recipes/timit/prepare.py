@@ -7,9 +7,12 @@ toolkit's data module.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import torch
 
 from recipes.timit.builtin.generate import GeneratorParams, ensure_builtin_corpus
 from recipes.timit.corpus import read_timit, summary
@@ -25,9 +28,22 @@ def _get(cfg: Mapping, key: str, default: object = None) -> object:
     return cfg[key] if key in cfg and cfg[key] is not None else default
 
 
-def prepare_corpus(data: Mapping, features: Mapping, num_workers: int = 1) -> PreparedCorpus:
+def training_list_fingerprint(utts: Sequence) -> str:
+    """A short hash of the training utterance ids (the same after the corpus is copied)."""
+    return hashlib.sha256("\n".join(sorted(u.utt_id for u in utts)).encode()).hexdigest()[:16]
+
+
+def prepare_corpus(
+    data: Mapping,
+    features: Mapping,
+    num_workers: int = 1,
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> PreparedCorpus:
     """Read (generating the built-in corpus first when ``data.name == "builtin"``), validate,
-    featurise (cached) and normalise the corpus described by the ``data``/``features`` configs."""
+    featurise (cached) and normalise the corpus described by the ``data``/``features`` configs.
+
+    Global normalisation uses ``stats`` (mean, std) when given (a checkpoint's own: evaluation
+    must not depend on the training split at hand), else the training split's."""
     name = _get(data, "name", "timit")
     if _get(data, "root") in (None, "???"):
         raise ValueError("data.root is not set: use data=timit data.root=/path/to/TIMIT")
@@ -47,7 +63,10 @@ def prepare_corpus(data: Mapping, features: Mapping, num_workers: int = 1) -> Pr
     cfg = FeatureConfig.from_mapping(features)
     cache_dir = Path(str(_get(data, "cache_dir", root.parent / "features"))).expanduser()
     raw = compute_or_load(root, splits, cfg, cache_dir, num_workers)
-    stats = moments(raw["train"]["feats"]) if cfg.normalization == "global" else None
+    if cfg.normalization != "global":
+        stats = None
+    elif stats is None:
+        stats = moments(raw["train"]["feats"])
 
     prepared = {}
     for split, utts in splits.items():
@@ -70,4 +89,9 @@ def prepare_corpus(data: Mapping, features: Mapping, num_workers: int = 1) -> Pr
         summary=table,
         root=root,
         stats=stats,
+        identity={
+            "name": str(name),
+            "root": str(root.resolve()),
+            "train_list": training_list_fingerprint(splits["train"]),
+        },
     )

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from omegaconf import DictConfig
 
 from recipes.timit.data import timit_datamodule
@@ -32,14 +31,16 @@ def train(cfg: DictConfig) -> dict:
     )
     corpus = datamodule.load()
     score_map = scoring_map(int(cfg.data.train_phones), int(cfg.data.score_phones))
-    module = build_recognizer(cfg, datamodule.phones, corpus.feature_dim, score_map)
+    module = build_recognizer(
+        cfg, datamodule.phones, corpus.feature_dim, score_map, corpus.identity
+    )
     module.set_bigram(
         BigramLM.estimate(datamodule.train_label_sequences(), len(datamodule.phones) + 1)
     )
     if corpus.stats is not None:
         module.set_feature_stats(*corpus.stats)
-    if cfg.compile:
-        module.model = torch.compile(module.model)
+    if cfg.compile:  # in place: the state-dict keys stay those of the uncompiled model
+        module.model.compile()
     trainer = build_trainer(cfg)
     if trainer.is_global_zero:
         write_run_info(run_dir)

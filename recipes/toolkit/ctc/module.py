@@ -12,15 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 from recipes.toolkit.ctc.decoding import BigramLM, greedy_decode, prefix_beam_search
 from recipes.toolkit.evaluation.scoring import PhoneErrorRate, apply_score_map, count_errors
 from recipes.toolkit.model import CTCAcousticModel
-from recipes.toolkit.schedulers import NewBob
+from recipes.toolkit.optim import build_epoch_schedule, build_optimizer, lightning_scheduler
 
 log = logging.getLogger(__name__)
-
-OPTIMIZERS = {
-    "adam": torch.optim.Adam,
-    "rmsprop": torch.optim.RMSprop,
-    "adadelta": torch.optim.Adadelta,
-}
 
 
 def plain(config: Mapping | DictConfig | None) -> dict:
@@ -40,13 +34,15 @@ class CTCRecognizer(L.LightningModule):
         feature_dim: features per frame.
         rnn: rnnlib type (``name``) and its options.
         model: ``frontend_channels`` and ``output_dropout``.
-        optim: ``name`` (adam, rmsprop, adadelta), ``lr`` and optimizer keywords.
-        scheduler: ``name`` (newbob, plateau, none) and its options.
+        optim: a partial ``_target_`` config of the optimizer (:mod:`recipes.toolkit.optim`).
+        scheduler: a ``_target_`` config of the schedule, or empty for none.
         decoding: ``method`` (greedy, beam), ``beam_width``, ``lm_weight``, ``insertion_bonus``.
         max_bad_steps: consecutive non-finite losses tolerated before the run stops.
         features: the feature configuration (kept so that eval and transcribe match it).
         score_map: training label -> scoring label (``""`` deletes it); ``None`` scores the
             training labels as they are. Kept in the checkpoint, like everything above.
+        corpus: what the model was trained on (kind, root, training-list hash), for evaluation
+            to say when it scores another corpus.
     """
 
     def __init__(
@@ -61,6 +57,7 @@ class CTCRecognizer(L.LightningModule):
         max_bad_steps: int = 5,
         features: Mapping | None = None,
         score_map: Mapping[str, str] | None = None,
+        corpus: Mapping[str, str] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(
@@ -69,12 +66,14 @@ class CTCRecognizer(L.LightningModule):
                 "feature_dim": feature_dim,
                 "rnn": plain(rnn),
                 "model": plain(model),
-                "optim": plain(optim) or {"name": "adam", "lr": 1e-3},
-                "scheduler": plain(scheduler) or {"name": "none"},
+                "optim": plain(optim)
+                or {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3},
+                "scheduler": plain(scheduler),
                 "decoding": plain(decoding) or {"method": "greedy"},
                 "max_bad_steps": max_bad_steps,
                 "features": plain(features),
                 "score_map": dict(score_map) if score_map is not None else None,
+                "corpus": dict(corpus) if corpus is not None else None,
             }
         )
         self.phones = list(phones)
@@ -83,13 +82,12 @@ class CTCRecognizer(L.LightningModule):
         )
         self.register_buffer("bigram", torch.zeros(len(phones) + 1, len(phones) + 1))
         # Global feature normalisation of the training data, kept for transcribing new audio.
-        self.register_buffer("feature_mean", torch.zeros(feature_dim))
-        self.register_buffer("feature_std", torch.ones(feature_dim))
+        # float64, as computed: evaluation normalises with exactly the training statistics.
+        self.register_buffer("feature_mean", torch.zeros(feature_dim, dtype=torch.float64))
+        self.register_buffer("feature_std", torch.ones(feature_dim, dtype=torch.float64))
         self.dev_per = PhoneErrorRate()
         self.test_per = PhoneErrorRate()
-        self.newbob = (
-            NewBob(**self._scheduler_options()) if self._scheduler_name() == "newbob" else None
-        )
+        self.newbob = build_epoch_schedule(self.hparams.scheduler)  # on dev PER, or None
         self.bad_steps = 0
         self.test_records: list[dict] = []
 
@@ -195,31 +193,12 @@ class CTCRecognizer(L.LightningModule):
             self.test_records = [record for part in gathered for record in part]
 
     # ----- optimisation ------------------------------------------------------------------------
-    def _scheduler_name(self) -> str:
-        return str(self.hparams.scheduler.get("name", "none"))
-
-    def _scheduler_options(self) -> dict:
-        return {k: v for k, v in self.hparams.scheduler.items() if k != "name"}
-
     def configure_optimizers(self):
-        options = dict(self.hparams.optim)
-        name = options.pop("name")
-        if name not in OPTIMIZERS:
-            raise ValueError(f"optim.name must be one of {sorted(OPTIMIZERS)}, got {name!r}")
-        optimizer = OPTIMIZERS[name](self.parameters(), **options)
-        if self._scheduler_name() == "plateau":
-            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="min", **self._scheduler_options()
-            )
-            return {
-                "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": plateau, "monitor": "dev_per", "interval": "epoch"},
-            }
-        if self._scheduler_name() not in ("newbob", "none"):
-            raise ValueError(
-                f"scheduler.name must be newbob, plateau or none, got {self._scheduler_name()!r}"
-            )
-        return optimizer
+        optimizer = build_optimizer(self.hparams.optim, self.parameters())
+        scheduler = lightning_scheduler(self.hparams.scheduler, optimizer, monitor="dev_per")
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.newbob is not None:

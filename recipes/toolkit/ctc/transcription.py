@@ -32,7 +32,8 @@ def features_for(module: CTCRecognizer, wave: torch.Tensor) -> torch.Tensor:
     cfg = FeatureConfig.from_mapping(module.hparams.features)
     feats = compute_fbank(wave, cfg)
     if cfg.normalization == "global":
-        return (feats - module.feature_mean) / module.feature_std
+        mean, std = module.feature_mean.double(), module.feature_std.double()
+        return ((feats.double() - mean) / std).float()
     if cfg.normalization == "speaker":
         mean, std = moments([feats])
         return ((feats.double() - mean) / std).float()

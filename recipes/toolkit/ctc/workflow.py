@@ -16,7 +16,11 @@ from recipes.toolkit.evaluation.reports import write_evaluation
 
 
 def build_recognizer(
-    cfg: DictConfig, phones: list[str], feature_dim: int, score_map: Mapping[str, str] | None
+    cfg: DictConfig,
+    phones: list[str],
+    feature_dim: int,
+    score_map: Mapping[str, str] | None,
+    corpus: Mapping[str, str] | None = None,
 ) -> CTCRecognizer:
     """The recogniser described by the ``rnn``, ``model``, ``optim``, ... groups of ``cfg``."""
     return CTCRecognizer(
@@ -30,6 +34,7 @@ def build_recognizer(
         max_bad_steps=cfg.max_bad_steps,
         features=cfg.features,
         score_map=score_map,
+        corpus=corpus,
     )
 
 

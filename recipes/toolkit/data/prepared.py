@@ -42,3 +42,4 @@ class PreparedCorpus:
     summary: str
     root: Path | None = None
     stats: tuple[torch.Tensor, torch.Tensor] | None = None  # training mean, std (global norm.)
+    identity: dict[str, str] | None = None  # what the corpus is (kind, root, training list hash)
