@@ -10,7 +10,7 @@ from omegaconf import open_dict
 
 from recipes.timit.phones import phone_set, scoring_map
 from recipes.toolkit.ctc.module import CTCRecognizer
-from recipes.toolkit.ctc.workflow import build_recognizer
+from recipes.toolkit.ctc.workflow import build_recognizer, compile_model
 from recipes.toolkit.data.features import FeatureConfig
 from recipes.toolkit.run.trainer import build_trainer
 
@@ -66,3 +66,15 @@ def test_rnn_topology_is_an_override(tmp_path):
 def test_unknown_group_option_lists_the_choices(tmp_path):
     with pytest.raises(MissingConfigException, match="sligru"):
         composed(["rnn=transformer"], tmp_path)
+
+
+def test_compiled_model_keeps_the_state_dict_keys_of_the_plain_one(tmp_path):
+    """``compile=true`` compiles in place: its checkpoints load into an uncompiled recogniser."""
+    cfg = composed([], tmp_path)
+    module = CTCRecognizer(phones=phone_set(48), feature_dim=40, rnn=cfg.rnn)
+    keys = list(module.state_dict())
+    compile_model(module)
+    assert list(module.state_dict()) == keys
+    CTCRecognizer(phones=phone_set(48), feature_dim=40, rnn=cfg.rnn).load_state_dict(
+        module.state_dict()
+    )

@@ -15,7 +15,12 @@ from omegaconf import DictConfig
 from recipes.timit.data import timit_datamodule
 from recipes.timit.phones import scoring_map
 from recipes.toolkit.ctc.decoding import BigramLM
-from recipes.toolkit.ctc.workflow import build_recognizer, evaluate_split, plot_example
+from recipes.toolkit.ctc.workflow import (
+    build_recognizer,
+    compile_model,
+    evaluate_split,
+    plot_example,
+)
 from recipes.toolkit.evaluation.plots import learning_curves
 from recipes.toolkit.evaluation.reports import per_table, write_results
 from recipes.toolkit.run.run_info import write_run_info
@@ -39,8 +44,8 @@ def train(cfg: DictConfig) -> dict:
     )
     if corpus.stats is not None:
         module.set_feature_stats(*corpus.stats)
-    if cfg.compile:  # in place: the state-dict keys stay those of the uncompiled model
-        module.model.compile()
+    if cfg.compile:
+        compile_model(module)
     trainer = build_trainer(cfg)
     if trainer.is_global_zero:
         write_run_info(run_dir)

@@ -38,6 +38,16 @@ def build_recognizer(
     )
 
 
+def compile_model(module: CTCRecognizer) -> None:
+    """``torch.compile`` the acoustic model in place, for shapes that change from batch to batch.
+
+    In place (``nn.Module.compile``): the state-dict keys stay those of the plain model, so a
+    checkpoint of a compiled run loads into an uncompiled recogniser (``torch.compile(model)``
+    would prefix every key with ``_orig_mod.``).
+    """
+    module.model.compile(dynamic=True)
+
+
 def load_recognizer(
     ckpt_path: str | Path,
     decoding: Mapping | None = None,
