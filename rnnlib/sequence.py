@@ -6,6 +6,19 @@ import torch
 from torch import Tensor
 
 
+def check_sizes(hidden_size: object, num_layers: object) -> None:
+    """Raise ``ValueError`` unless both are positive integers.
+
+    >>> check_sizes(64, 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: num_layers must be a positive integer, got 0
+    """
+    for name, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def resolve_input_size(input_size: int | None, input_shape: Sequence[int] | None) -> int:
     """Return the feature size from ``input_size`` or an example ``[batch, time, features]`` shape.
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnlib.sequence import check_lengths, resolve_input_size
+from rnnlib.sequence import check_lengths, check_sizes, resolve_input_size
 
 State = Tensor | tuple[Tensor, Tensor]
 
@@ -28,6 +28,7 @@ class _TorchRecurrent(nn.Module):
         **options,
     ):
         super().__init__()
+        check_sizes(hidden_size, num_layers)
         self.input_size = resolve_input_size(input_size, input_shape)
         self.hidden_size = hidden_size
         self.num_layers = num_layers

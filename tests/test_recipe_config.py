@@ -1,5 +1,6 @@
 """Every config group option composes, and what it names instantiates."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from recipes.toolkit.ctc.module import CTCRecognizer
 from recipes.toolkit.ctc.workflow import build_recognizer, compile_model
 from recipes.toolkit.data.features import FeatureConfig
 from recipes.toolkit.run.trainer import build_trainer
+from recipes.toolkit.run.validate import validate_run_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = [
@@ -78,3 +80,24 @@ def test_compiled_model_keeps_the_state_dict_keys_of_the_plain_one(tmp_path):
     CTCRecognizer(phones=phone_set(48), feature_dim=40, rnn=cfg.rnn).load_state_dict(
         module.state_dict()
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("rnn.hidden_size=0", "rnn.hidden_size must be a positive integer, got 0"),
+        ("rnn.num_layers=0", "rnn.num_layers must be a positive integer, got 0"),
+        ("rnn.hidden_size=big", "rnn.hidden_size must be a positive integer, got 'big'"),
+        ("rnn.nonlinearity=swish", "unknown nonlinearity 'swish'"),
+        ("trainer.max_epochs=-1", "trainer.max_epochs must be a positive integer, got -1"),
+        ("trainer.max_epochs=0", "trainer.max_epochs must be a positive integer, got 0"),
+    ],
+)
+def test_bad_settings_are_named_before_any_data_work(override, message, tmp_path):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        validate_run_config(composed([override], tmp_path))
+
+
+def test_default_and_every_rnn_type_validate(tmp_path):
+    for name in options("rnn"):
+        validate_run_config(composed([f"rnn={name}"], tmp_path))

@@ -139,3 +139,11 @@ def test_option_trains_saves_evaluates_and_transcribes(option, data_dir, tmp_pat
     done = run_entry("transcribe", [f"ckpt_path={checkpoint}", f"audio=[{wav}]"], data_dir,
                      tmp_path / "transcribe")  # fmt: skip
     assert done.stdout.count(str(wav)) == 1
+
+
+def test_a_layer_count_of_zero_stops_before_any_data_work(tmp_path):
+    data_dir = tmp_path / "data"
+    done = run_entry("train", ["rnn.num_layers=0"], data_dir, tmp_path / "run", check=False)
+    assert done.returncode != 0
+    assert "rnn.num_layers must be a positive integer, got 0" in done.stderr
+    assert not data_dir.exists() or not any(data_dir.iterdir())  # no corpus, no features

@@ -25,10 +25,12 @@ from recipes.toolkit.evaluation.plots import learning_curves
 from recipes.toolkit.evaluation.reports import per_table, write_results
 from recipes.toolkit.run.run_info import write_run_info
 from recipes.toolkit.run.trainer import build_trainer, resume_checkpoint
+from recipes.toolkit.run.validate import validate_run_config
 
 
 def train(cfg: DictConfig) -> dict:
     """Fit, evaluate the best checkpoint on ``cfg.eval_splits``, write results; return them."""
+    validate_run_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = timit_datamodule(

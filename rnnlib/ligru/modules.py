@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from rnnlib.ligru.masked_norm import MaskedBatchNorm1d, frame_count
 from rnnlib.ligru.products import linear
 from rnnlib.ligru.recurrence import NONLINEARITIES, ligru_recurrence_directions
-from rnnlib.sequence import lengths_to_mask, resolve_input_size, reverse_padded
+from rnnlib.sequence import check_sizes, lengths_to_mask, resolve_input_size, reverse_padded
 
 NORMALIZATIONS = ("batchnorm", "layernorm", "none")
 
@@ -149,6 +149,7 @@ class LiGRU(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
+        check_sizes(hidden_size, num_layers)
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(
                 f"unknown nonlinearity {nonlinearity!r}; choose one of {NONLINEARITIES}"
