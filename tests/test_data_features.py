@@ -103,7 +103,7 @@ def test_interrupted_write_leaves_no_trusted_cache(tiny_data_cfg, monkeypatch, c
     real_save = torch.save
 
     def partial_save(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"PK\x03\x04 half a file")
+        f.write(b"PK\x03\x04 half a file")
         raise KeyboardInterrupt("killed mid-write")
 
     monkeypatch.setattr(features.torch, "save", partial_save)

@@ -31,6 +31,8 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from recipes.toolkit.run.atomic import atomic_torch_save
+
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 SAMPLE_RATE = 16000  # Hz: what the features are computed at (a corpus checks, transcribe resamples)
@@ -202,17 +204,6 @@ def _compute_split(
     return feats
 
 
-def atomic_save(obj: object, path: Path) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     with open(path, "w") as fh:
@@ -253,7 +244,7 @@ def prepare_features(
                 "lengths": [f.shape[0] for f in feats],
                 "data": torch.cat(feats) if feats else torch.zeros(0, cfg.dim),
             }
-            atomic_save(blob, path)
+            atomic_torch_save(blob, path)
             out[name] = _unpack(blob)
         (folder / "config.json").write_text(json.dumps(cfg.raw_key(), indent=1) + "\n")
     return out

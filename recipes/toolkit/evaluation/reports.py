@@ -5,6 +5,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from recipes.toolkit.evaluation.scoring import align, confusions, count_errors
+from recipes.toolkit.run.atomic import atomic_write_text
 
 
 def write_evaluation(records: list[dict], out_dir: Path, split: str) -> dict:
@@ -53,9 +54,7 @@ def write_evaluation(records: list[dict], out_dir: Path, split: str) -> dict:
 
 
 def write_results(results: dict, run_dir: Path) -> Path:
-    path = run_dir / "results.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    return path
+    return atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
 
 
 def per_table(results: dict) -> str:

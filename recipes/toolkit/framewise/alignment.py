@@ -10,10 +10,10 @@ Example:
 
 import math
 import os
-import tempfile
 from collections.abc import Hashable, Iterable, Sequence
-from pathlib import Path
 from typing import TypeVar
+
+from recipes.toolkit.run.atomic import atomic_write_text
 
 Time = TypeVar("Time", int, float)
 CtmRecord = tuple[str, float, float, str]
@@ -109,36 +109,17 @@ def write_ctm(path: str | os.PathLike, records: Iterable[CtmRecord]) -> None:
     """Write ``(utterance_id, start_seconds, duration_seconds, phone)`` records as a CTM file.
 
     One line per phone, ``"<utt> 1 <start:.3f> <dur:.3f> <phone>"`` (channel 1). The file is
-    written atomically: to a temporary file beside ``path``, flushed and fsynced, then renamed
-    over ``path``; on any error the temporary file is removed and ``path`` is left untouched.
+    written atomically (:func:`~recipes.toolkit.run.atomic.atomic_write_text`): on any error
+    ``path`` is left untouched.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as directory:
     ...     write_ctm(f"{directory}/a.ctm", [("u1", 0.0, 0.25, "sil"), ("u1", 0.25, 0.1, "k")])
-    ...     print(Path(directory, "a.ctm").read_text(), end="")
+    ...     print(open(f"{directory}/a.ctm").read(), end="")
     u1 1 0.000 0.250 sil
     u1 1 0.250 0.100 k
     """
-    target = Path(path)
-    handle = tempfile.NamedTemporaryFile(
-        "w",
-        encoding="utf-8",
-        dir=target.parent,
-        prefix=f".{target.name}.",
-        suffix=".tmp",
-        delete=False,
-    )
-    try:
-        with handle:
-            for record in records:
-                handle.write(_ctm_line(record))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, 0o644)  # temporary files are created private (0600)
-        os.replace(handle.name, target)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, "".join(_ctm_line(record) for record in records))
 
 
 def read_ctm(path: str | os.PathLike) -> list[CtmRecord]:

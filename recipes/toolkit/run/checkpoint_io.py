@@ -1,4 +1,4 @@
-"""Checkpoints written atomically: a temporary file beside the target, fsync, then os.replace.
+"""Checkpoints written atomically (:mod:`recipes.toolkit.run.atomic`).
 
 Lightning's own ``_atomic_save`` stages the file in the system temp folder and moves it, which is a
 copy (not atomic) when that folder is on another filesystem; a kill then leaves a torn checkpoint.
@@ -12,34 +12,12 @@ copy (not atomic) when that folder is on another filesystem; a kill then leaves 
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
+from pathlib import Path  # noqa: F401 (the doctest uses it)
 from typing import Any
 
-import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` such that readers see the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+from recipes.toolkit.run.atomic import atomic_torch_save
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
