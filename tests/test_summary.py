@@ -131,7 +131,8 @@ def test_summary_of_real_runs(tmp_path):
         "gru_s1": ["rnn=gru", "seed=1"],
         "gru_s2": ["rnn=gru", "seed=2"],
         "rnn_s1": ["rnn=rnn", "seed=1"],
-        "failed": ["rnn=gru", "seed=1", "optim.name=sgd"],  # configure_optimizers raises
+        # configure_optimizers raises: a run that started (config written) and failed
+        "failed": ["rnn=gru", "seed=1", "optim._target_=torch.optim.NoSuchOptimizer"],
     }
 
     # One after another: concurrent runs on a 2-core machine oversubscribe torch's threads.
@@ -141,7 +142,7 @@ def test_summary_of_real_runs(tmp_path):
     }
     for name in ("gru_s1", "gru_s2", "rnn_s1"):
         assert done[name].returncode == 0, done[name].stderr[-3000:]
-    assert done["failed"].returncode != 0 and "optim.name" in done["failed"].stderr
+    assert done["failed"].returncode != 0 and "NoSuchOptimizer" in done["failed"].stderr
     assert (runs / "failed" / ".hydra" / "config.yaml").exists()
     assert not (runs / "failed" / "results.json").exists()
 
