@@ -1,4 +1,4 @@
-"""LiGRU and SLi-GRU against a step-by-step reference written here from the equations of DESIGN.md.
+"""LiGRU and SLi-GRU against a step-by-step reference written here from the Light GRU equations.
 
 a_t = BN(W x_t) (batch statistics over valid frames in training), z_t = sigmoid(a_z + U_z h),
 c_t = f(a_h + U_h h) (SLi-GRU: LN(U h) first), h_t = z_t h_{t-1} + (1 - z_t) c_t; padded frames
