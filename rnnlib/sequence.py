@@ -6,6 +6,15 @@ import torch
 from torch import Tensor
 
 
+def is_positive_int(value: object) -> bool:
+    """Whether ``value`` is an ``int`` (not a ``bool``) of at least 1.
+
+    >>> is_positive_int(3), is_positive_int(0), is_positive_int(True), is_positive_int("3")
+    (True, False, False, False)
+    """
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def check_sizes(hidden_size: object, num_layers: object) -> None:
     """Raise ``ValueError`` unless both are positive integers.
 
@@ -15,7 +24,7 @@ def check_sizes(hidden_size: object, num_layers: object) -> None:
     ValueError: num_layers must be a positive integer, got 0
     """
     for name, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_positive_int(value):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from recipes.toolkit.ctc.module import CTCRecognizer
 from recipes.toolkit.data.datamodule import SpeechDataModule
 from recipes.toolkit.evaluation.plots import posteriors
 from recipes.toolkit.evaluation.reports import write_evaluation
+
+log = logging.getLogger(__name__)
 
 
 def build_recognizer(
@@ -62,16 +65,39 @@ def load_recognizer(
     path = Path(ckpt_path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path} (set ckpt_path=...)")
-    saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    hparams = dict(saved.get("hyper_parameters", {}))
-    missing = {k: v for k, v in (fill_missing(hparams) if fill_missing else {}).items()
-               if k not in hparams}  # fmt: skip
+    missing = {}
+    if fill_missing is not None:
+        saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        hparams = dict(saved.get("hyper_parameters", {}))
+        missing = {k: v for k, v in fill_missing(hparams).items() if k not in hparams}
     module = CTCRecognizer.load_from_checkpoint(str(path), map_location="cpu", **missing)
     if decoding:
         if isinstance(decoding, DictConfig):
             decoding = OmegaConf.to_container(decoding, resolve=True)
         module.hparams.decoding.update(decoding)
     return module.eval()
+
+
+def check_corpus(trained_on: dict | None, here: dict, allow_other: bool) -> None:
+    """Say when a checkpoint is scored on another corpus than it was trained on; refuse another
+    kind (a model of a licensed corpus on a generated one) unless ``allow_other_corpus=true``."""
+    if not trained_on:
+        log.warning("the checkpoint does not record its training corpus (an older release)")
+        return
+    if trained_on["name"] != here["name"] and not allow_other:
+        raise ValueError(
+            f"the checkpoint was trained on the {trained_on['name']} corpus at "
+            f"{trained_on['root']}, and this evaluation reads the {here['name']} corpus at "
+            f"{here['root']}: pass data={trained_on['name']} data.root=..., or "
+            "allow_other_corpus=true to score it there on purpose"
+        )
+    differs = [k for k in ("name", "root", "train_list") if trained_on.get(k) != here.get(k)]
+    if differs:
+        log.warning(
+            "scoring on another corpus than the training one (%s differ: trained on %s, "
+            "here %s); features are normalised with the checkpoint's statistics",
+            ", ".join(differs), trained_on, here,
+        )  # fmt: skip
 
 
 def evaluate_split(

@@ -11,10 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rnnlib import RNN_TYPES, build_rnn
-
-
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+from rnnlib.sequence import is_positive_int
 
 
 def validate_run_config(cfg: Mapping) -> None:
@@ -24,7 +21,7 @@ def validate_run_config(cfg: Mapping) -> None:
     if name not in RNN_TYPES:
         raise ValueError(f"rnn.name must be one of {sorted(RNN_TYPES)}, got {name!r}")
     for key, example in (("hidden_size", 256), ("num_layers", 3)):
-        if key in rnn and not _positive_int(rnn[key]):
+        if key in rnn and not is_positive_int(rnn[key]):
             raise ValueError(
                 f"rnn.{key} must be a positive integer, got {rnn[key]!r} (e.g. rnn.{key}={example})"
             )
@@ -34,7 +31,7 @@ def validate_run_config(cfg: Mapping) -> None:
         raise ValueError(f"rnn ({name}): {error}") from error
     trainer = cfg.get("trainer") or {}
     epochs = trainer.get("max_epochs")
-    if epochs is not None and not (_positive_int(epochs) or trainer.get("fast_dev_run")):
+    if epochs is not None and not (is_positive_int(epochs) or trainer.get("fast_dev_run")):
         raise ValueError(
             f"trainer.max_epochs must be a positive integer, got {epochs!r} (Lightning reads -1 "
             "as 'train forever'; give a number of epochs, e.g. trainer.max_epochs=20)"
