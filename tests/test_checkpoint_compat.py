@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from recipes.toolkit.ctc.workflow import check_corpus
+from recipes.toolkit.workflow import check_corpus
 from tests.recipe_helpers import REPO, SMALL_CORPUS, results, run_entry
 
 pytestmark = pytest.mark.slow

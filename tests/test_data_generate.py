@@ -20,9 +20,9 @@ from recipes.timit.speakers import CORE_TEST_LIST, DEV_LIST
 from recipes.toolkit.data.features import (
     FeatureConfig,
     compute_fbank,
-    frame_segments,
     load_waveform,
 )
+from recipes.toolkit.data.segments import frame_segments
 from tests.data_fixtures import TINY_PARAMS
 
 ONE = GeneratorParams(
@@ -136,7 +136,10 @@ def _frames_by_phone(root: Path) -> dict[str, list[torch.Tensor]]:
     for wav in sorted(root.glob("*/*/*/*.WAV")):
         feats = compute_fbank(load_waveform(wav), cfg)
         segs = [ln.split() for ln in wav.with_suffix(".PHN").read_text().splitlines()]
-        fsegs = frame_segments([(int(a), int(b), p) for a, b, p in segs], feats.shape[0], cfg)
+        fsegs = frame_segments(
+            [(int(a), int(b), p) for a, b, p in segs],
+            feats.shape[0], cfg.length_samples, cfg.shift_samples,
+        )  # fmt: skip
         for a, b, p in fsegs:
             if b - a >= 3:
                 out.setdefault(p, []).append(feats[a + 1 : b - 1].mean(0))

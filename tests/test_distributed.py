@@ -68,14 +68,16 @@ def test_ranks_get_disjoint_utterances_and_equal_batch_counts(tiny_data_cfg, tmp
     assert len(dev[0]) + len(dev[1]) == len(set(dev[0]) | set(dev[1]))  # no repetition
 
 
-@pytest.fixture(scope="module")
-def checkpoint(data_dir, tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", params=["train", "train_framewise"])
+def checkpoint(request, data_dir, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("single")
-    run_entry("train", [*SMALL_CORPUS, *TINY_MODEL, "trainer.max_epochs=2"], data_dir, run_dir)
+    overrides = [*SMALL_CORPUS, *TINY_MODEL, "trainer.max_epochs=2"]
+    run_entry(request.param, overrides, data_dir, run_dir)
     return run_dir / "checkpoints" / "best.ckpt"
 
 
 def test_two_process_eval_gives_the_single_process_per(checkpoint, data_dir, tmp_path):
+    """Every score of either task (PER, frame and boundary accuracy) is the single-process one."""
     per = {}
     for trainer in ("cpu", "ddp_cpu"):
         overrides = [f"ckpt_path={checkpoint}", "split=dev", f"trainer={trainer}", *SMALL_CORPUS]
@@ -86,11 +88,13 @@ def test_two_process_eval_gives_the_single_process_per(checkpoint, data_dir, tmp
     assert per["ddp_cpu"] == per["cpu"]
 
 
-def _run(args: list[str], data_dir: Path, log_dir: Path) -> subprocess.CompletedProcess:
+def _run(
+    args: list[str], data_dir: Path, log_dir: Path, entry: str = "train"
+) -> subprocess.CompletedProcess:
     env = dict(
         os.environ, RNNLIB_DATA_DIR=str(data_dir), RNNLIB_LOG_DIR=str(log_dir), PYTHONUNBUFFERED="1"
     )
-    command = [sys.executable, "-m", "recipes.timit.train", *args]
+    command = [sys.executable, "-m", f"recipes.timit.{entry}", *args]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     return done
@@ -100,17 +104,18 @@ def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if "csv" not in p.parts}
 
 
-def test_two_process_training_writes_one_run_directory(data_dir, tmp_path):
+@pytest.mark.parametrize("entry", ["train", "train_framewise"])
+def test_two_process_training_writes_one_run_directory(entry, data_dir, tmp_path):
     log_dir = tmp_path / "logs"  # where a stray ${now:...} directory would land
     run_dir = tmp_path / "run"
     overrides = [*SMALL_CORPUS, *TINY_MODEL, "trainer=ddp_cpu", "trainer.max_epochs=1"]
-    done = _run([*overrides, f"hydra.run.dir={run_dir}"], data_dir, log_dir)
+    done = _run([*overrides, f"hydra.run.dir={run_dir}"], data_dir, log_dir, entry)
     assert not log_dir.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert done.stdout.count("run directory:") == 1
     files = _tree(run_dir)
     assert {"results.json", "run_info.json", ".hydra/config.yaml", "checkpoints/last.ckpt"} <= files
-    assert [f for f in files if f.endswith(".log")] == ["train.log"]
+    assert [f for f in files if f.endswith(".log")] == [f"{entry}.log"]
     assert results(run_dir)["eval"]["dev"]["phones"] > 0
 
 

@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from recipes.toolkit.data.segments import frame_labels, frames_to_segments
 from recipes.toolkit.framewise.alignment import (
     boundaries,
     boundary_accuracy,
@@ -14,7 +15,6 @@ from recipes.toolkit.framewise.alignment import (
     read_ctm,
     write_ctm,
 )
-from recipes.toolkit.framewise.targets import frame_labels, frames_to_segments
 from recipes.toolkit.framewise.viterbi import PhoneLoop
 
 # ---------------------------------------------------------------------------------------------
@@ -332,3 +332,72 @@ def test_read_ctm_rejects_malformed_lines(tmp_path):
     path.write_text(";; comment\n\nu 1 0.000 0.100 a\nu 1 0.100\n")
     with pytest.raises(ValueError, match="bad.ctm:4"):
         read_ctm(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched decoding and forced alignment
+
+
+def test_batched_viterbi_equals_one_utterance_at_a_time_and_ignores_padding():
+    generator = torch.Generator().manual_seed(5)
+    n, frames = 5, 9
+    loop = PhoneLoop(
+        torch.randn(n, n, generator=generator),
+        torch.randn(n, generator=generator).log_softmax(0),
+        self_loop_prob=0.6,
+        log_prior=torch.randn(n, generator=generator).log_softmax(0),
+    )
+    lengths = torch.tensor([9, 4, 1, 7])
+    batch = torch.randn(len(lengths), frames, n, generator=generator).log_softmax(-1)
+    paths = loop.decode_batch(batch, lengths)
+    garbage = batch.clone()
+    for b, length in enumerate(lengths):
+        garbage[b, length:] = torch.randn(frames - length, n, generator=generator) * 50
+    assert loop.decode_batch(garbage, lengths) == paths
+    for b, length in enumerate(lengths):
+        assert paths[b] == loop.decode(batch[b, :length])
+        assert len(paths[b]) == length
+
+
+def brute_force_alignment(scores, phones, self_loop_prob):
+    """Best monotone path through ``phones`` (each at least one frame), by enumeration."""
+    frames, count = len(scores), len(phones)
+    best_score, best_path = -math.inf, None
+    for cuts in itertools.combinations(range(1, frames), count - 1):
+        starts = [0, *cuts]
+        path = []
+        for k, start in enumerate(starts):
+            end = starts[k + 1] if k + 1 < count else frames
+            path += [phones[k]] * (end - start)
+        score = sum(scores[t][s] for t, s in enumerate(path))
+        advances = count - 1
+        score += advances * math.log(1 - self_loop_prob)
+        score += (frames - 1 - advances) * math.log(self_loop_prob)
+        if score > best_score:
+            best_score, best_path = score, path
+    return best_path
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_forced_alignment_matches_brute_force(seed):
+    generator = torch.Generator().manual_seed(seed)
+    n, frames = 4, 7
+    phones = [int(p) for p in torch.randint(0, n, (3,), generator=generator)]
+    phones = [p for k, p in enumerate(phones) if k == 0 or p != phones[k - 1]]
+    log_posteriors = torch.randn(frames, n, generator=generator).mul(2).log_softmax(dim=1)
+    log_prior = torch.randn(n, generator=generator).log_softmax(dim=0)
+    loop = PhoneLoop(torch.zeros(n, n), torch.zeros(n), 0.7, 0.9, log_prior)
+    scores = loop.acoustic_scores(log_posteriors).tolist()
+    assert loop.align(log_posteriors, phones) == brute_force_alignment(scores, phones, 0.7)
+    assert collapse_path(loop.align(log_posteriors, phones)) == phones
+
+
+def collapse_path(path):
+    return [p for t, p in enumerate(path) if t == 0 or p != path[t - 1]]
+
+
+def test_forced_alignment_needs_a_frame_per_phone():
+    loop = PhoneLoop(torch.zeros(3, 3), torch.zeros(3))
+    with pytest.raises(ValueError, match="cannot align 3 phones to 2 frames"):
+        loop.align(torch.zeros(2, 3), [0, 1, 2])
+    assert loop.align(torch.zeros(3, 3), [2, 0, 1]) == [2, 0, 1]

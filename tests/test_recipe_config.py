@@ -11,10 +11,11 @@ from omegaconf import open_dict
 
 from recipes.timit.phones import phone_set, scoring_map
 from recipes.toolkit.ctc.module import CTCRecognizer
-from recipes.toolkit.ctc.workflow import build_recognizer, compile_model
 from recipes.toolkit.data.features import FeatureConfig
+from recipes.toolkit.framewise.module import FramewiseRecognizer
 from recipes.toolkit.run.trainer import build_trainer
 from recipes.toolkit.run.validate import validate_run_config
+from recipes.toolkit.workflow import build_recognizer, compile_model
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = [
@@ -27,9 +28,9 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-def composed(overrides: list[str], tmp_path: Path):
+def composed(overrides: list[str], tmp_path: Path, primary: str = "train"):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        cfg = compose(primary, overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(tmp_path)
         cfg.hydra.runtime.cwd = str(tmp_path)
@@ -46,10 +47,15 @@ def test_every_group_option_composes_and_instantiates(group, option, tmp_path):
     overrides = [f"{group}={option}"]
     if group == "data" and option == "timit":
         overrides.append("data.root=/corpora/TIMIT")
-    cfg = composed(overrides, tmp_path)
+    framewise = (group, option) == ("decoding", "viterbi")  # the framewise task's decoding
+    cfg = composed(overrides, tmp_path, "train_framewise" if framewise else "train")
     features = FeatureConfig.from_mapping(cfg.features)
     phones = phone_set(cfg.data.train_phones)
-    module = build_recognizer(cfg, phones, features.dim, scoring_map(cfg.data.train_phones))
+    recognizer = FramewiseRecognizer if framewise else CTCRecognizer
+    validate_run_config(cfg, recognizer.decoding_methods)
+    module = build_recognizer(
+        cfg, phones, features.dim, scoring_map(cfg.data.train_phones), recognizer=recognizer
+    )
     module.configure_optimizers()
     assert module.model.encoder.__class__.__name__.lower() == cfg.rnn.name
     if cfg.trainer.accelerator == "cpu":
@@ -101,3 +107,12 @@ def test_bad_settings_are_named_before_any_data_work(override, message, tmp_path
 def test_default_and_every_rnn_type_validate(tmp_path):
     for name in options("rnn"):
         validate_run_config(composed([f"rnn={name}"], tmp_path))
+
+
+def test_each_task_refuses_the_other_tasks_decoding(tmp_path):
+    cfg = composed(["decoding=viterbi"], tmp_path)
+    with pytest.raises(ValueError, match=r"decoding.method must be one of \['greedy', 'beam'\]"):
+        validate_run_config(cfg, CTCRecognizer.decoding_methods)
+    cfg = composed(["decoding=beam"], tmp_path, "train_framewise")
+    with pytest.raises(ValueError, match="for this task, got 'beam'"):
+        validate_run_config(cfg, FramewiseRecognizer.decoding_methods)

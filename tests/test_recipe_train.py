@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -147,3 +148,22 @@ def test_a_layer_count_of_zero_stops_before_any_data_work(tmp_path):
     assert done.returncode != 0
     assert "rnn.num_layers must be a positive integer, got 0" in done.stderr
     assert not data_dir.exists() or not any(data_dir.iterdir())  # no corpus, no features
+
+
+def test_skipped_utterances_are_listed_in_the_run_directory(tiny_corpus, tmp_path):
+    """With ``data.skip_bad=true`` a bad utterance is left out, logged and listed in the run."""
+    root = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, root)
+    wav = sorted(root.glob("TRAIN/*/*/SX*.WAV"))[0]
+    wav.with_suffix(".PHN").unlink()
+    overrides = [
+        "data=timit", f"data.root={root}", "data.skip_bad=true", "rnn.hidden_size=16",
+        "rnn.num_layers=1", "trainer.max_epochs=1", "prepare_workers=1", "eval_splits=[dev]",
+    ]  # fmt: skip
+    run_entry("train", overrides, tmp_path / "data", tmp_path / "run")
+    lines = (tmp_path / "run" / "skipped.tsv").read_text().splitlines()
+    assert lines[0] == "path\treason" and len(lines) == 2, lines
+    path, reason = lines[1].split("\t")
+    assert path == str(wav) and "PHN" in reason, lines
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "1 corpus items were skipped" in log and "split has" in log  # not LDC-sized: warned

@@ -34,10 +34,12 @@ def timit_datamodule(
     prepare_workers: int = 1,
     augment: Mapping | None = None,
     stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+    kind: type[SpeechDataModule] = SpeechDataModule,
 ) -> SpeechDataModule:
     """The data module of the ``data`` and ``features`` configs (built-in corpus or real TIMIT);
-    ``stats``: the global normalisation to use (a checkpoint's) instead of the training split's."""
-    return SpeechDataModule(
+    ``stats``: the global normalisation to use (a checkpoint's) instead of the training split's;
+    ``kind``: the task's data module class (CTC targets by default)."""
+    return kind(
         prepare=partial(prepare_corpus, data, features, prepare_workers, stats),
         maps=label_maps(int(data.get("train_phones", 48)), int(data.get("score_phones", 39))),
         max_frames=int(data["max_frames"]),

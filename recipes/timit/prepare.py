@@ -15,11 +15,12 @@ from pathlib import Path
 import torch
 
 from recipes.timit.builtin.generate import GeneratorParams, ensure_builtin_corpus
-from recipes.timit.corpus import read_timit, summary
+from recipes.timit.corpus import read_timit_report, summary
 from recipes.timit.phones import phone_set
-from recipes.toolkit.data.features import FeatureConfig, frame_segments, moments, normalize
+from recipes.toolkit.data.features import SAMPLE_RATE, FeatureConfig, moments, normalize
 from recipes.toolkit.data.features import prepare_features as compute_or_load
 from recipes.toolkit.data.prepared import PreparedCorpus, PreparedSplit
+from recipes.toolkit.data.segments import frame_segments
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,10 @@ def prepare_corpus(
         )
     elif name != "timit":
         raise ValueError(f"unknown data.name {name!r} (builtin | timit)")
-    splits = read_timit(root, skip_bad=bool(_get(data, "skip_bad", False)))
+    report = read_timit_report(
+        root, skip_bad=bool(_get(data, "skip_bad", False)), expect_standard_sizes=name == "timit"
+    )
+    splits = report.splits
     table = summary(splits)
     log.info("corpus %s:\n%s", root, table)
 
@@ -78,9 +82,10 @@ def prepare_corpus(
             feats=normalize(feats, speakers, cfg.normalization, stats),
             phones=[[p for p in u.phones if p != "q"] for u in utts],
             segments=[
-                frame_segments(u.segments, f.shape[0], cfg)
+                frame_segments(u.segments, f.shape[0], cfg.length_samples, cfg.shift_samples)
                 for u, f in zip(utts, feats, strict=True)
             ],
+            times=[[(a / SAMPLE_RATE, b / SAMPLE_RATE, p) for a, b, p in u.segments] for u in utts],
         )
     return PreparedCorpus(
         splits=prepared,
@@ -94,4 +99,5 @@ def prepare_corpus(
             "root": str(root.resolve()),
             "train_list": training_list_fingerprint(splits["train"]),
         },
+        skipped=[(str(item.path), item.reason) for item in report.skipped],
     )

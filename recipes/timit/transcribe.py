@@ -1,4 +1,4 @@
-"""Phones for audio files (NIST SPHERE, WAV, FLAC, any rate) from a trained checkpoint.
+"""Phones for audio files (NIST SPHERE, WAV, FLAC, any rate) from a checkpoint of either task.
 
 python -m recipes.timit.transcribe ckpt_path=.../best.ckpt 'audio=[a.wav,b.flac]'
 """
@@ -9,8 +9,8 @@ import hydra
 from omegaconf import DictConfig, ListConfig
 
 from recipes.timit.checkpoints import implied_hparams
-from recipes.toolkit.ctc.transcription import transcribe
-from recipes.toolkit.ctc.workflow import load_recognizer
+from recipes.toolkit.transcription import transcribe
+from recipes.toolkit.workflow import load_recognizer
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="transcribe")

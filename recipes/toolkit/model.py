@@ -1,4 +1,4 @@
-"""The acoustic model: optional convolutional front end -> rnnlib encoder -> linear -> CTC."""
+"""The acoustic model: optional convolutional front end -> rnnlib encoder -> linear outputs."""
 
 from collections.abc import Mapping
 
@@ -37,13 +37,15 @@ class ConvFrontEnd(nn.Module):
         return x * valid
 
 
-class CTCAcousticModel(nn.Module):
-    """Frames ``[batch, time, features]`` -> log-probabilities ``[batch, time, phones + 1]``.
+class AcousticModel(nn.Module):
+    """Frames ``[batch, time, features]`` -> log-probabilities ``[batch, time, num_outputs]``.
 
-    Index 0 is the CTC blank. ``rnn`` holds the rnnlib type (``name``) and its keyword arguments.
+    An optional convolutional front end, an rnnlib encoder (``rnn`` holds the type, ``name``,
+    and its keyword arguments) and a linear output layer with log-softmax. A CTC recogniser has
+    one output per phone plus the blank (index 0); a framewise one has one per phone.
 
     Example:
-        >>> model = CTCAcousticModel(40, 48, {"name": "gru", "hidden_size": 32, "num_layers": 2})
+        >>> model = AcousticModel(40, 49, {"name": "gru", "hidden_size": 32, "num_layers": 2})
         >>> model(torch.randn(3, 50, 40), torch.tensor([50, 40, 9])).shape
         torch.Size([3, 50, 49])
     """
@@ -51,7 +53,7 @@ class CTCAcousticModel(nn.Module):
     def __init__(
         self,
         input_size: int,
-        num_phones: int,
+        num_outputs: int,
         rnn: Mapping,
         frontend_channels: list[int] | None = None,
         output_dropout: float = 0.0,
@@ -65,7 +67,7 @@ class CTCAcousticModel(nn.Module):
         name = options.pop("name")
         self.encoder = build_rnn(name, input_size=encoder_input, **options)
         self.dropout = nn.Dropout(output_dropout)
-        self.output = nn.Linear(self.encoder.output_size, num_phones + 1)
+        self.output = nn.Linear(self.encoder.output_size, num_outputs)
 
     def forward(self, feats: Tensor, lengths: Tensor) -> Tensor:
         x = self.frontend(feats, lengths) if self.frontend else feats

@@ -92,8 +92,12 @@ class SpeechDataModule(L.LightningDataModule):
         augment: masking applied to training batches after transfer (None: none).
 
     Evaluation batches are split across ranks without repetition, so a PER summed over ranks
-    equals the single-process PER.
+    equals the single-process PER. A task with other targets subclasses it and sets
+    ``dataset_class`` and ``collate_fn``.
     """
+
+    dataset_class: type[UtteranceDataset] = UtteranceDataset
+    collate_fn = staticmethod(collate)
 
     def __init__(
         self,
@@ -139,7 +143,7 @@ class SpeechDataModule(L.LightningDataModule):
         corpus = self.load()
         if split not in corpus.splits:
             raise KeyError(f"unknown split {split!r}; choose one of {sorted(corpus.splits)}")
-        return UtteranceDataset(corpus.splits[split], self.maps)
+        return self.dataset_class(corpus.splits[split], self.maps)
 
     def train_label_sequences(self) -> list[list[int]]:
         """CTC targets of the training split (for the phone bigram)."""
@@ -170,7 +174,7 @@ class SpeechDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_sampler=sampler,
-            collate_fn=collate,
+            collate_fn=self.collate_fn,
             num_workers=self.num_workers,
         )
 

@@ -120,24 +120,6 @@ def load_waveform(path: Path) -> torch.Tensor:
     return torch.from_numpy(data[:, 0].astype(np.float32)).unsqueeze(0)
 
 
-def frame_segments(
-    segments: Sequence[tuple[int, int, str]], num_frames: int, cfg: FeatureConfig
-) -> list[tuple[int, int, str]]:
-    """Sample segments -> frame segments: a frame belongs to the phone holding its centre.
-
-    >>> frame_segments([(0, 800, "h#"), (800, 1600, "s")], 8, FeatureConfig())
-    [(0, 4, 'h#'), (4, 8, 's')]
-    """
-    shift, centre = cfg.shift_samples, cfg.length_samples / 2
-    out = []
-    for s, e, p in segments:
-        a = min(num_frames, max(0, int(np.ceil((s - centre) / shift))))
-        b = min(num_frames, max(0, int(np.ceil((e - centre) / shift))))
-        if b > a:
-            out.append((a, b, p))
-    return out
-
-
 def _worker_init() -> None:
     torch.set_num_threads(1)
 

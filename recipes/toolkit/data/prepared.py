@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,7 +21,9 @@ class PreparedSplit:
     speakers: list[str]
     feats: list[torch.Tensor]  # [T, F] float32, normalised
     phones: list[list[str]]  # transcription (before the task's label maps)
-    segments: list[list[tuple[int, int, str]]]  # frame segments of the transcription, for plots
+    segments: list[list[tuple[int, int, str]]]  # frame segments of the transcription
+    # the transcription's segments in seconds, as the corpus gives them (alignment references)
+    times: list[list[tuple[float, float, str]]] | None = None
 
     def __len__(self) -> int:
         return len(self.utt_ids)
@@ -43,3 +45,4 @@ class PreparedCorpus:
     root: Path | None = None
     stats: tuple[torch.Tensor, torch.Tensor] | None = None  # training mean, std (global norm.)
     identity: dict[str, str] | None = None  # what the corpus is (kind, root, training list hash)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) left out

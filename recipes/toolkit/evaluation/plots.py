@@ -48,8 +48,10 @@ def posteriors(
     segments: list[tuple[int, int, str]],
     title: str,
     out_path: Path,
+    blank: bool = True,
 ) -> Path:
-    """Filterbanks, CTC posteriors (blank in grey) and reference phone segments beneath."""
+    """Filterbanks, posteriors and reference phone segments beneath; ``blank``: output 0 is
+    CTC's blank (drawn in grey), else every output is a label."""
     probs = log_probs.exp().T.numpy()
     fig, (ax_feat, ax_post, ax_ref) = plt.subplots(
         3, 1, figsize=(12, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 3, 1]}
@@ -57,10 +59,12 @@ def posteriors(
     ax_feat.imshow(feats.T.numpy(), origin="lower", aspect="auto", cmap="magma")
     ax_feat.set_ylabel("fbank bin")
     ax_feat.set_title(title)
-    ax_post.plot(probs[0], color="0.7", linewidth=0.8, label="blank")
-    best = probs[1:].argmax(0)
+    offset = 1 if blank else 0
+    if blank:
+        ax_post.plot(probs[0], color="0.7", linewidth=0.8, label="blank")
+    best = probs[offset:].argmax(0)
     for phone_index in sorted(set(best.tolist())):
-        curve = probs[phone_index + 1]
+        curve = probs[phone_index + offset]
         if curve.max() < 0.3:
             continue
         ax_post.plot(curve, linewidth=1.0)

@@ -132,13 +132,14 @@ class PhoneLoop:
         )
 
     def acoustic_scores(self, log_posteriors: torch.Tensor) -> torch.Tensor:
-        """``acoustic_scale * (log_posteriors - log_prior)`` as ``[T, N]`` in double precision."""
-        if log_posteriors.dim() != 2 or log_posteriors.shape[1] != self.num_labels:
+        """``acoustic_scale * (log_posteriors - log_prior)`` in double precision, for
+        ``log_posteriors`` of shape ``[..., T, N]``."""
+        if log_posteriors.dim() not in (2, 3) or log_posteriors.shape[-1] != self.num_labels:
             raise ValueError(
-                f"log_posteriors must have shape [T, {self.num_labels}],"
-                f" got {tuple(log_posteriors.shape)}"
+                f"log_posteriors must have shape [T, {self.num_labels}] or "
+                f"[batch, T, {self.num_labels}], got {tuple(log_posteriors.shape)}"
             )
-        scores = log_posteriors.to(DTYPE)
+        scores = log_posteriors.detach().to(device="cpu", dtype=DTYPE)
         if torch.isnan(scores).any():
             raise ValueError("log_posteriors contain NaN")
         if self.log_prior is not None:
@@ -162,28 +163,88 @@ class PhoneLoop:
 
         Ties go to the lowest state index, both for the final state and for every back-pointer.
         """
+        if log_posteriors.dim() != 2:
+            raise ValueError(
+                f"log_posteriors must have shape [T, {self.num_labels}],"
+                f" got {tuple(log_posteriors.shape)}"
+            )
+        return self.decode_batch(log_posteriors[None], torch.tensor([len(log_posteriors)]))[0]
+
+    def decode_batch(self, log_posteriors: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        """:meth:`decode` of each utterance of a padded batch ``[B, T, N]`` (frames at and after
+        ``lengths[b]`` are ignored), every step done for the whole batch at once."""
         scores = self.acoustic_scores(log_posteriors)
-        num_frames = scores.shape[0]
+        if scores.dim() != 3:
+            raise ValueError(f"log_posteriors must be [batch, T, N], got {tuple(scores.shape)}")
+        lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
+        batch, num_frames, _ = scores.shape
+        if lengths.shape != (batch,) or bool((lengths > num_frames).any()):
+            raise ValueError(f"lengths {lengths.tolist()} do not fit {num_frames} frames")
         if num_frames == 0:
-            return []
-        best = self.log_initial + scores[0]  # [N]: best score of a path ending in each state
-        back_pointers = []
+            return [[] for _ in range(batch)]
+        best = self.log_initial + scores[:, 0]  # [B, N]: best score of a path ending in each state
+        back_pointers = torch.zeros(batch, num_frames, self.num_labels, dtype=torch.long)
         for t in range(1, num_frames):
-            candidates = best.unsqueeze(1) + self.log_transitions  # [previous i, next j]
-            previous = candidates.argmax(dim=0)  # argmax returns the first maximum
-            back_pointers.append(previous)
-            best = candidates.gather(0, previous.unsqueeze(0)).squeeze(0) + scores[t]
-        state = int(best.argmax())
-        path = [state]
-        for previous in reversed(back_pointers):
-            state = int(previous[state])
-            path.append(state)
-        path.reverse()
-        return path
+            candidates = best.unsqueeze(2) + self.log_transitions  # [B, previous i, next j]
+            previous = candidates.argmax(dim=1)  # argmax returns the first maximum
+            back_pointers[:, t] = previous
+            advanced = candidates.gather(1, previous.unsqueeze(1)).squeeze(1) + scores[:, t]
+            best = torch.where((t < lengths).unsqueeze(1), advanced, best)
+        state = best.argmax(dim=1)  # [B]
+        rows = torch.arange(batch)
+        paths = torch.zeros(batch, num_frames, dtype=torch.long)
+        for t in range(num_frames - 1, -1, -1):
+            inside = t < lengths
+            paths[:, t] = state
+            if t > 0:
+                state = torch.where(inside, back_pointers[rows, t, state], state)
+        return [paths[b, : int(lengths[b])].tolist() for b in range(batch)]
 
     def decode_phones(self, log_posteriors: torch.Tensor) -> list[int]:
         """The decoded phone sequence: :meth:`decode` with consecutive repeats merged."""
         return collapse(self.decode(log_posteriors))
+
+    def align(self, log_posteriors: torch.Tensor, phones: Sequence[int]) -> list[int]:
+        """Forced alignment: the best frame-level path ``[T]`` that visits ``phones`` in order,
+        each for at least one frame (stay: ``log p``, advance: ``log (1 - p)``; the bigram plays
+        no part, the phone sequence is given). On a tie the path stays in the earlier phone.
+
+        >>> loop = PhoneLoop(torch.zeros(3, 3), torch.zeros(3), self_loop_prob=0.5)
+        >>> x = torch.tensor([[0.8, 0.1, 0.1], [0.1, 0.1, 0.8], [0.1, 0.8, 0.1]]).log()
+        >>> loop.align(x, [0, 2])
+        [0, 2, 2]
+        """
+        scores = self.acoustic_scores(log_posteriors)
+        if scores.dim() != 2:
+            raise ValueError(f"log_posteriors must be [T, N], got {tuple(scores.shape)}")
+        num_frames, count = scores.shape[0], len(phones)
+        if count == 0 or count > num_frames:
+            raise ValueError(
+                f"cannot align {count} phones to {num_frames} frames: need 1 <= phones <= frames"
+            )
+        states = torch.as_tensor(list(phones), dtype=torch.long)
+        if bool(((states < 0) | (states >= self.num_labels)).any()):
+            raise ValueError(f"phones must be in [0, {self.num_labels}), got {list(phones)}")
+        emissions = scores[:, states]  # [T, K]
+        stay = torch.tensor(self.self_loop_prob, dtype=DTYPE).log()
+        advance = torch.tensor(1.0 - self.self_loop_prob, dtype=DTYPE).log()
+        best = torch.full((count,), -math.inf, dtype=DTYPE)
+        best[0] = emissions[0, 0]
+        advanced_into = torch.zeros(num_frames, count, dtype=torch.bool)
+        for t in range(1, num_frames):
+            staying = best + stay
+            moving = torch.cat([torch.tensor([-math.inf], dtype=DTYPE), best[:-1] + advance])
+            advanced_into[t] = moving > staying
+            best = torch.maximum(staying, moving) + emissions[t]
+        if not math.isfinite(float(best[-1])):
+            raise ValueError("no finite alignment (self_loop_prob of 0 or 1, or -inf scores)")
+        path, position = [], count - 1
+        for t in range(num_frames - 1, -1, -1):
+            path.append(int(states[position]))
+            if t > 0 and advanced_into[t, position]:
+                position -= 1
+        path.reverse()
+        return path
 
 
 def collapse(labels: Sequence[int]) -> list[int]:

@@ -14,8 +14,15 @@ from rnnlib import RNN_TYPES, build_rnn
 from rnnlib.sequence import is_positive_int
 
 
-def validate_run_config(cfg: Mapping) -> None:
-    """Raise ``ValueError`` for a ``rnn`` or ``trainer`` setting that cannot train."""
+def validate_run_config(cfg: Mapping, decoding_methods: tuple[str, ...] | None = None) -> None:
+    """Raise ``ValueError`` for a ``rnn``, ``trainer`` or ``decoding`` setting that cannot train;
+    ``decoding_methods``: the methods the task decodes with (unchecked when ``None``)."""
+    method = (cfg.get("decoding") or {}).get("method")
+    if decoding_methods is not None and method not in decoding_methods:
+        raise ValueError(
+            f"decoding.method must be one of {list(decoding_methods)} for this task, got "
+            f"{method!r} (choose decoding=<option> accordingly)"
+        )
     rnn = dict(cfg.get("rnn") or {})
     name = rnn.pop("name", None)
     if name not in RNN_TYPES:

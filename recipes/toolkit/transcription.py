@@ -8,9 +8,9 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from recipes.toolkit.ctc.module import CTCRecognizer
 from recipes.toolkit.data.features import SAMPLE_RATE, FeatureConfig, compute_fbank, moments
 from recipes.toolkit.evaluation.scoring import apply_score_map
+from recipes.toolkit.recognizer import SpeechRecognizer
 
 
 def read_audio(path: Path) -> torch.Tensor:
@@ -27,7 +27,7 @@ def read_audio(path: Path) -> torch.Tensor:
     return wave
 
 
-def features_for(module: CTCRecognizer, wave: torch.Tensor) -> torch.Tensor:
+def features_for(module: SpeechRecognizer, wave: torch.Tensor) -> torch.Tensor:
     """Filterbanks normalised as in training (per-utterance for speaker normalisation)."""
     cfg = FeatureConfig.from_mapping(module.hparams.features)
     feats = compute_fbank(wave, cfg)
@@ -40,7 +40,7 @@ def features_for(module: CTCRecognizer, wave: torch.Tensor) -> torch.Tensor:
     return feats
 
 
-def transcribe(module: CTCRecognizer, paths: list[Path], score: bool = True) -> list[list[str]]:
+def transcribe(module: SpeechRecognizer, paths: list[Path], score: bool = True) -> list[list[str]]:
     """Decode each file with the module's decoding options; ``score``: map to the scoring set."""
     results = []
     for path in paths:

@@ -1,0 +1,76 @@
+"""Framewise data: one phone target per frame, from the segments of each utterance.
+
+A frame's target is the training label of the segment holding its centre sample (the
+corpus's segments mapped with the task's label maps; a deleted label's frames go to the
+segment after it). Padded frames get :data:`IGNORE_INDEX`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from recipes.toolkit.data.datamodule import LabelMaps, SpeechDataModule, UtteranceDataset, collate
+from recipes.toolkit.data.prepared import PreparedSplit
+from recipes.toolkit.data.segments import frame_labels, relabel_segments
+
+IGNORE_INDEX = -100  # target of padded frames (cross-entropy's ignore_index)
+
+
+class FramewiseDataset(UtteranceDataset):
+    """Utterances with per-frame targets (0-based training labels) besides the CTC-style ones.
+
+    ``reference_segments`` are the segments in seconds in the training label set (for
+    boundary accuracy), or ``None`` when the corpus gives no times.
+    """
+
+    def __init__(self, split: PreparedSplit, maps: LabelMaps):
+        super().__init__(split, maps)
+        label_index = {label: i for i, label in enumerate(maps.labels)}
+
+        def to_label(symbol: str) -> str | None:
+            mapped = maps.to_labels([symbol])
+            return mapped[0] if mapped else None
+
+        self.frame_targets = [
+            frame_labels(relabel_segments(segments, to_label), len(feats), 1, 1, label_index)
+            for segments, feats in zip(split.segments, split.feats, strict=True)
+        ]
+        self.reference_segments = (
+            None if split.times is None else [relabel_segments(t, to_label) for t in split.times]
+        )
+
+    def __getitem__(self, i: int) -> dict:
+        item = super().__getitem__(i)
+        item["frame_targets"] = self.frame_targets[i]
+        item["reference_segments"] = (
+            self.reference_segments[i] if self.reference_segments is not None else None
+        )
+        return item
+
+
+def collate_frames(items: list[dict]) -> dict:
+    """:func:`~recipes.toolkit.data.datamodule.collate` plus ``frame_targets [batch, time]``
+    (padded with :data:`IGNORE_INDEX`) and the reference segments."""
+    batch = collate(items)
+    batch["frame_targets"] = pad_sequence(
+        [it["frame_targets"] for it in items], batch_first=True, padding_value=IGNORE_INDEX
+    )
+    batch["reference_segments"] = [it["reference_segments"] for it in items]
+    return batch
+
+
+class FramewiseDataModule(SpeechDataModule):
+    """:class:`~recipes.toolkit.data.datamodule.SpeechDataModule` serving frame targets."""
+
+    dataset_class = FramewiseDataset
+    collate_fn = staticmethod(collate_frames)
+
+    def train_phone_sequences(self) -> list[list[int]]:
+        """Training transcriptions as 0-based label sequences (for the phone bigram)."""
+        return [(t - 1).tolist() for t in self.dataset("train").targets]
+
+    def train_frame_counts(self) -> torch.Tensor:
+        """Frames per training label over the training split (for the class prior)."""
+        targets = torch.cat(self.dataset("train").frame_targets)
+        return torch.bincount(targets, minlength=len(self.maps.labels)).double()
