@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+import recipes.toolkit.run.atomic as atomic
 from recipes.timit.builtin.generate import ensure_builtin_corpus
 
 # 4 train speakers x 3 sentences (+ SA1/SA2), 2 dev and 2 core-test speakers: ~1 s to generate.
@@ -36,3 +38,13 @@ def tiny_data_cfg(tiny_corpus: Path, tmp_path: Path) -> dict:
         "train_phones": 48,
         "generator": dict(TINY_PARAMS),
     }
+
+
+@pytest.fixture
+def umask_022():
+    """The usual umask (022) for the test; the file mode atomic writes give is recomputed."""
+    previous = os.umask(0o022)
+    atomic._file_mode.cache_clear()
+    yield
+    os.umask(previous)
+    atomic._file_mode.cache_clear()

@@ -11,6 +11,7 @@ import torch
 
 from recipes.timit.builtin.generate import (
     MARKER,
+    CorpusSettingsMismatch,
     GeneratorParams,
     ensure_builtin_corpus,
     generate_corpus,
@@ -93,7 +94,7 @@ def test_deterministic_for_a_seed(tmp_path):
     assert any(a[k] != c[k] for k in wavs)
 
 
-def test_ensure_reuses_regenerates_and_refuses(tmp_path, caplog):
+def test_ensure_reuses_and_refuses_other_settings(tmp_path, caplog):
     root = tmp_path / "builtin_timit"
     params = {k: getattr(ONE, k) for k in ONE.__dataclass_fields__}
     with caplog.at_level(logging.INFO, logger="recipes"):
@@ -104,8 +105,9 @@ def test_ensure_reuses_regenerates_and_refuses(tmp_path, caplog):
         ensure_builtin_corpus(root, **params)
         assert "reusing built-in TIMIT corpus" in caplog.text
         assert (root / MARKER).stat().st_mtime_ns == mtime
-        ensure_builtin_corpus(root, **{**params, "seed": 9})
-        assert '"seed": 9' in (root / MARKER).read_text()
+        with pytest.raises(CorpusSettingsMismatch, match="seed"):  # never overwritten
+            ensure_builtin_corpus(root, **{**params, "seed": 9})
+        assert f'"seed": {params["seed"]}' in (root / MARKER).read_text()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".builtin_timit.")] == [
         ".builtin_timit.lock"
     ]  # no temporary or stale folders left

@@ -3,6 +3,7 @@ never resumed from; the same seed twice gives the same numbers (CPU, determinist
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -13,8 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from recipes.toolkit.run.atomic import temporary_files
 from recipes.toolkit.run.checkpoint_io import AtomicCheckpointIO
-from recipes.toolkit.run.resume import newest_checkpoint
+from recipes.toolkit.run.resume import newest_checkpoint, resume_checkpoint
+from tests.kill_helpers import run_until_marker_then_kill
 from tests.recipe_helpers import REPO, SMALL_CORPUS, results, run_entry
 
 OVERRIDES = [*SMALL_CORPUS, "rnn.hidden_size=32", "rnn.num_layers=2", "trainer.max_epochs=4"]
@@ -39,26 +42,49 @@ def test_resume_prefers_the_checkpoint_that_got_furthest(tmp_path):
     assert newest_checkpoint(tmp_path / "nothing") is None
 
 
-def test_kill_while_saving_leaves_a_loadable_checkpoint(tmp_path, monkeypatch):
-    io = AtomicCheckpointIO()
+SAVE_THEN_DIE = """
+import signal, sys
+from pathlib import Path
+import torch
+from recipes.toolkit.run.checkpoint_io import AtomicCheckpointIO
+
+last, marker = Path(sys.argv[1]), Path(sys.argv[2])
+
+def save_half_then_wait(obj, handle, *args, **kwargs):
+    handle.write(b"PK\\x03\\x04 half a checkpoint")
+    handle.flush()
+    marker.write_text("saving")
+    signal.pause()  # killed here, in the middle of the write
+
+torch.save = save_half_then_wait
+AtomicCheckpointIO().save_checkpoint({"global_step": 20, "epoch": 2}, last)
+"""
+
+
+def test_sigkill_while_saving_leaves_the_old_checkpoint_and_a_temporary_the_next_run_removes(
+    tmp_path, caplog
+):
     last = tmp_path / "checkpoints" / "last.ckpt"
-    io.save_checkpoint(_ckpt(10), last)
-    real_save = torch.save
+    AtomicCheckpointIO().save_checkpoint(_ckpt(10), last)
+    marker = tmp_path / "marker"
+    run_until_marker_then_kill(SAVE_THEN_DIE, [str(last), str(marker)], marker, tmp_path / "log")
+    left = sorted(p.name for p in last.parent.iterdir())
+    assert len(left) == 2 and left[1] == "last.ckpt", left  # the old one and the torn temporary
+    (temporary,) = temporary_files(last.parent)
+    assert temporary.name.startswith(".last.ckpt.")
+    assert torch.load(last, weights_only=True)["global_step"] == 10  # untouched
+    with caplog.at_level(logging.WARNING, logger="recipes"):
+        assert resume_checkpoint("auto", tmp_path) == str(last)
+    assert f"removing {temporary}" in caplog.text
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]
 
-    def dies_half_way(obj, fh, *args, **kwargs):
-        fh.write(b"PK\x03\x04 half a checkpoint")
-        raise KeyboardInterrupt("killed while saving")
 
-    monkeypatch.setattr(torch, "save", dies_half_way)
-    with pytest.raises(KeyboardInterrupt):
-        io.save_checkpoint(_ckpt(20), last)
-    monkeypatch.setattr(torch, "save", real_save)
-    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]  # no temp file left
-    # a checkpoint torn by a non-atomic writer (e.g. a copy) is skipped with a warning
-    (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(b"PK\x03\x04 torn")
+def test_a_torn_checkpoint_is_never_resumed_from(tmp_path):
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint(_ckpt(10), last)
+    (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(b"PK\x03\x04 torn")  # e.g. a non-atomic copy
     with pytest.warns(UserWarning, match="unloadable checkpoint"):
         assert newest_checkpoint(tmp_path) == last
-    assert torch.load(last, weights_only=True)["global_step"] == 10
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +114,17 @@ def test_sigkill_mid_epoch_then_restart_ends_like_an_uninterrupted_run(
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)  # after epoch 0's checkpoint, inside a later epoch
+    proc.send_signal(signal.SIGKILL)  # as soon as epoch 0's checkpoint is there: in epoch 1
     proc.wait()
-    assert not (run_dir / "results.json").exists(), "the run finished before the kill"
-    killed_at = torch.load(newest_checkpoint(run_dir), weights_only=False)["epoch"]
+    assert proc.returncode == -signal.SIGKILL, "the run ended before the kill"
+    assert not (run_dir / "results.json").exists()
+    assert torch.load(newest_checkpoint(run_dir), weights_only=False)["epoch"] == 0
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} <= {"last.ckpt", "best.ckpt"}
     done = run_entry("train", OVERRIDES, data_dir, run_dir)  # the same command again
     assert "Restoring states from the checkpoint" in done.stdout + done.stderr
-    assert killed_at < 4
     assert _metrics(run_dir) == _metrics(reference_run)
+    rows = (run_dir / "csv" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    epochs = [r.split(",")[header.index("epoch")] for r in rows[1:]
+              if r.split(",")[header.index("dev_per")]]  # fmt: skip
+    assert epochs == ["0", "1", "2", "3"]  # the curves of both starts, each epoch once

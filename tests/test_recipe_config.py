@@ -10,6 +10,7 @@ from hydra.errors import MissingConfigException
 from omegaconf import open_dict
 
 from recipes.timit.phones import phone_set, scoring_map
+from recipes.toolkit.config import register_resolvers
 from recipes.toolkit.ctc.module import CTCRecognizer
 from recipes.toolkit.data.features import FeatureConfig
 from recipes.toolkit.framewise.module import FramewiseRecognizer
@@ -17,7 +18,9 @@ from recipes.toolkit.run.trainer import build_trainer
 from recipes.toolkit.run.validate import validate_run_config
 from recipes.toolkit.workflow import build_recognizer, compile_model
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"  # the shared groups
+TASK_CONF = REPO / "recipes" / "timit" / "conf"  # TIMIT's primary configs, data and experiment
 GROUPS = [
     "rnn", "model", "optim", "scheduler", "decoding", "trainer", "logger", "callbacks",
     "features", "data", "experiment", "augment", "debug",
@@ -25,11 +28,12 @@ GROUPS = [
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    return sorted(p.stem for root in (CONF, TASK_CONF) for p in (root / group).glob("*.yaml"))
 
 
 def composed(overrides: list[str], tmp_path: Path, primary: str = "train"):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(TASK_CONF), version_base="1.3"):
         cfg = compose(primary, overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(tmp_path)
@@ -116,3 +120,22 @@ def test_each_task_refuses_the_other_tasks_decoding(tmp_path):
     cfg = composed(["decoding=beam"], tmp_path, "train_framewise")
     with pytest.raises(ValueError, match="for this task, got 'beam'"):
         validate_run_config(cfg, FramewiseRecognizer.decoding_methods)
+
+
+def test_each_group_lives_in_one_place():
+    """Shared groups in conf/, TIMIT's own beside its code: no option is defined twice."""
+    shared = {p.name for p in CONF.iterdir() if p.is_dir()}
+    own = {p.name for p in TASK_CONF.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert own == {"data", "experiment"} and not shared & own
+    assert not list(CONF.glob("*.yaml"))  # primary configs are the task's
+
+
+@pytest.mark.parametrize("preset", ["pytorch_kaldi_ligru", "pytorch_kaldi_gru",
+                                    "pytorch_kaldi_lstm", "pytorch_kaldi_rnn"])  # fmt: skip
+def test_pytorch_kaldi_presets_are_framewise_with_the_framewise_entry_point(preset, tmp_path):
+    ctc = composed([f"experiment={preset}"], tmp_path)
+    framewise = composed([f"experiment={preset}"], tmp_path, "train_framewise")
+    assert ctc.decoding.method == "greedy" and framewise.decoding.method == "viterbi"
+    assert framewise.rnn == ctc.rnn and framewise.optim == ctc.optim
+    assert framewise.rnn.hidden_size == 550 and framewise.trainer.max_epochs == 24
+    assert framewise.task_name == "timit_framewise" and ctc.task_name == f"timit_{preset}"

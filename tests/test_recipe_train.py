@@ -87,7 +87,14 @@ def test_every_rnn_type_trains_and_saves_a_checkpoint(short_runs, name):
     assert res["rnn"] == name
     assert (run_dir / "checkpoints" / "best.ckpt").exists()
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
-    assert res["eval"]["test"]["phones"] > 0 and res["eval"]["test"]["per"] >= 0.0
+    test = res["eval"]["test"]
+    errors = test["substitutions"] + test["deletions"] + test["insertions"]
+    assert test["phones"] > 0 and test["per"] == pytest.approx(100 * errors / test["phones"], 1e-4)
+    lines = (run_dir / "eval" / "test_hyp_ref.txt").read_text()
+    assert lines.count("REF:") == test["utterances"] == 6
+    assert sum(int(n.split("/")[0]) for n in re.findall(r"errors=(\d+/\d+)", lines)) == errors
+    trained = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert trained["global_step"] > 0 and trained["hyper_parameters"]["rnn"]["name"] == name
 
 
 def test_eval_from_checkpoint_reproduces_reported_per(short_runs, data_dir, tmp_path):

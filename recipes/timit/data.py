@@ -46,4 +46,5 @@ def timit_datamodule(
         seed=seed,
         num_workers=int(data.get("num_workers", 0)),
         augment=instantiate(augment) if augment else None,
+        skip_bad=bool(data.get("skip_bad", False)),
     )

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from recipes.timit.checkpoints import implied_hparams
 from recipes.timit.data import timit_datamodule
+from recipes.toolkit.config import register_resolvers
 from recipes.toolkit.data.datamodule import SpeechDataModule
 from recipes.toolkit.evaluation.reports import per_table, write_results
 from recipes.toolkit.framewise.data import FramewiseDataModule
@@ -44,7 +45,10 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     return results
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="eval")
+register_resolvers()  # ${shared_conf:}: the primary configs find the shared groups with it
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     evaluate_checkpoint(cfg)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from recipes.timit.builtin.generate import GeneratorParams, ensure_builtin_corpus
-from recipes.timit.corpus import read_timit_report, summary
+from recipes.timit.corpus import CorpusError, Utterance, read_timit_report, summary
 from recipes.timit.phones import phone_set
 from recipes.toolkit.data.features import SAMPLE_RATE, FeatureConfig, moments, normalize
 from recipes.toolkit.data.features import prepare_features as compute_or_load
@@ -32,6 +32,33 @@ def _get(cfg: Mapping, key: str, default: object = None) -> object:
 def training_list_fingerprint(utts: Sequence) -> str:
     """A short hash of the training utterance ids (the same after the corpus is copied)."""
     return hashlib.sha256("\n".join(sorted(u.utt_id for u in utts)).encode()).hexdigest()[:16]
+
+
+def drop_too_short(
+    splits: dict[str, list[Utterance]], cfg: FeatureConfig, skip_bad: bool
+) -> list[tuple[str, str]]:
+    """Refuse (or with ``skip_bad`` remove from ``splits``, returning them with the reason)
+    utterances shorter than one analysis window: they have no feature frame."""
+    problems = []
+    for name, utts in splits.items():
+        short = [u for u in utts if u.num_samples < cfg.length_samples]
+        for u in short:
+            problems.append(
+                (str(u.wav), f"{u.num_samples} samples ({u.num_samples / SAMPLE_RATE:.3f} s), "
+                 f"shorter than one {cfg.frame_length_ms:g} ms analysis window "
+                 f"({cfg.length_samples} samples)")
+            )  # fmt: skip
+        if short and skip_bad:
+            splits[name] = [u for u in utts if u.num_samples >= cfg.length_samples]
+    if problems and not skip_bad:
+        raise CorpusError(
+            f"{len(problems)} utterance(s) too short for a feature frame (data.skip_bad=true "
+            "leaves them out):\n  " + "\n  ".join(f"{path}: {why}" for path, why in problems),
+            [f"{path}: {why}" for path, why in problems],
+        )
+    if problems:
+        log.warning("left out %d utterance(s) too short for a feature frame", len(problems))
+    return problems
 
 
 def prepare_corpus(
@@ -65,6 +92,8 @@ def prepare_corpus(
     log.info("corpus %s:\n%s", root, table)
 
     cfg = FeatureConfig.from_mapping(features)
+    skipped = [(str(item.path), item.reason) for item in report.skipped]
+    skipped += drop_too_short(splits, cfg, bool(_get(data, "skip_bad", False)))
     cache_dir = Path(str(_get(data, "cache_dir", root.parent / "features"))).expanduser()
     raw = compute_or_load(root, splits, cfg, cache_dir, num_workers)
     if cfg.normalization != "global":
@@ -99,5 +128,5 @@ def prepare_corpus(
             "root": str(root.resolve()),
             "train_list": training_list_fingerprint(splits["train"]),
         },
-        skipped=[(str(item.path), item.reason) for item in report.skipped],
+        skipped=skipped,
     )

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from recipes.timit.data import timit_datamodule
 from recipes.timit.phones import scoring_map
+from recipes.toolkit.config import register_resolvers
 from recipes.toolkit.ctc.decoding import BigramLM
 from recipes.toolkit.ctc.module import CTCRecognizer
 from recipes.toolkit.run.validate import validate_run_config
@@ -36,7 +37,10 @@ def train(cfg: DictConfig) -> dict:
     return train_and_evaluate(cfg, module, datamodule)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+register_resolvers()  # ${shared_conf:}: the primary configs find the shared groups with it
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     results = train(cfg)
     return results["eval"].get("dev", {}).get("per")

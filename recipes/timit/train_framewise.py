@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from recipes.timit.data import timit_datamodule
 from recipes.timit.phones import scoring_map
+from recipes.toolkit.config import register_resolvers
 from recipes.toolkit.framewise.data import FramewiseDataModule
 from recipes.toolkit.framewise.module import FramewiseRecognizer
 from recipes.toolkit.run.validate import validate_run_config
@@ -37,7 +38,10 @@ def train(cfg: DictConfig) -> dict:
     return train_and_evaluate(cfg, module, datamodule)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train_framewise")
+register_resolvers()  # ${shared_conf:}: the primary configs find the shared groups with it
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train_framewise")
 def main(cfg: DictConfig) -> float | None:
     results = train(cfg)
     return results["eval"].get("dev", {}).get("per")

@@ -50,6 +50,7 @@ def recognizer_hparams(
     scheduler: Mapping | None,
     decoding: Mapping | None,
     max_bad_steps: int,
+    max_bad_fraction: float,
     features: Mapping | None,
     score_map: Mapping[str, str] | None,
     corpus: Mapping[str, str] | None,
@@ -66,6 +67,7 @@ def recognizer_hparams(
         "scheduler": plain(scheduler),
         "decoding": plain(decoding) or dict(default_decoding),
         "max_bad_steps": max_bad_steps,
+        "max_bad_fraction": max_bad_fraction,
         "features": plain(features),
         "score_map": dict(score_map) if score_map is not None else None,
         "corpus": dict(corpus) if corpus is not None else None,
@@ -110,7 +112,10 @@ class SpeechRecognizer(L.LightningModule):
         self.dev_per = PhoneErrorRate()
         self.test_per = PhoneErrorRate()
         self.newbob = build_epoch_schedule(self.hparams.scheduler)  # on dev PER, or None
-        self.bad_steps = 0
+        self.bad_steps = 0  # non-finite losses in a row
+        self.bad_total = 0  # non-finite losses since this process started training
+        self.steps_seen = 0
+        self.bad_utterances: list[str] = []  # of the batches with a non-finite loss
         self.test_records: list[dict] = []
 
     # ----- model -------------------------------------------------------------------------------
@@ -136,26 +141,41 @@ class SpeechRecognizer(L.LightningModule):
         return [apply_score_map(h, self.hparams.score_map) for h in decoded]
 
     # ----- training ----------------------------------------------------------------------------
-    def guard_loss(self, loss: torch.Tensor, batch_size: int) -> torch.Tensor | None:
+    def guard_loss(self, loss: torch.Tensor, batch: dict) -> torch.Tensor | None:
         """``loss`` logged as ``train_loss``, or ``None`` (the step is skipped) when it is not
-        finite; ``max_bad_steps`` such steps in a row stop the run."""
-        if not torch.isfinite(loss):
-            self.bad_steps += 1
-            log.warning(
-                "non-finite loss at step %d (%d in a row): step skipped",
-                self.global_step,
-                self.bad_steps,
+        finite. ``max_bad_steps`` such steps in a row stop the run, and so do frequent ones:
+        at least ``max_bad_steps`` in all that are more than ``max_bad_fraction`` of the steps."""
+        self.steps_seen += 1
+        if torch.isfinite(loss):
+            self.bad_steps = 0
+            self.log("train_loss", loss, prog_bar=True, on_epoch=True,
+                     batch_size=len(batch["lengths"]))  # fmt: skip
+            return loss
+        self.bad_steps += 1
+        self.bad_total += 1
+        self.bad_utterances.extend(batch["utt_ids"])
+        log.warning(
+            "non-finite loss at step %d (%d in a row, %d of %d steps): step skipped; its "
+            "utterances: %s",
+            self.global_step, self.bad_steps, self.bad_total, self.steps_seen,
+            " ".join(batch["utt_ids"]),
+        )  # fmt: skip
+        limit, fraction = self.hparams.max_bad_steps, self.hparams.max_bad_fraction
+        in_a_row = self.bad_steps >= limit
+        frequent = self.bad_total >= limit and self.bad_total > fraction * self.steps_seen
+        if in_a_row or frequent:
+            named = sorted(set(self.bad_utterances))
+            shown = " ".join(named[:20]) + (
+                f" ... ({len(named)} in all)" if len(named) > 20 else ""
             )
-            if self.bad_steps >= self.hparams.max_bad_steps:
-                raise RuntimeError(
-                    f"{self.bad_steps} non-finite losses in a row: training stopped. Lower "
-                    "optim.lr, keep gradient clipping (trainer.gradient_clip_val), or use "
-                    "rnn=sligru; raise max_bad_steps to tolerate more."
-                )
-            return None
-        self.bad_steps = 0
-        self.log("train_loss", loss, prog_bar=True, on_epoch=True, batch_size=batch_size)
-        return loss
+            raise RuntimeError(
+                f"{self.bad_total} non-finite losses in {self.steps_seen} steps "
+                f"({self.bad_steps} in a row): training stopped. The utterances of those "
+                f"batches: {shown}. Lower optim.lr, keep gradient clipping "
+                "(trainer.gradient_clip_val), or use rnn=sligru; raise max_bad_steps or "
+                "max_bad_fraction to tolerate more."
+            )
+        return None
 
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         log_probs = self(batch["feats"], batch["lengths"])

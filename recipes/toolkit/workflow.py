@@ -24,8 +24,9 @@ from recipes.toolkit.evaluation.reports import per_table, write_evaluation, writ
 from recipes.toolkit.framewise.module import FramewiseRecognizer
 from recipes.toolkit.recognizer import SpeechRecognizer
 from recipes.toolkit.run.atomic import atomic_write_text
+from recipes.toolkit.run.resume import resume_checkpoint
 from recipes.toolkit.run.run_info import write_run_info
-from recipes.toolkit.run.trainer import build_trainer, resume_checkpoint
+from recipes.toolkit.run.trainer import build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def build_recognizer(
         scheduler=cfg.scheduler,
         decoding=cfg.decoding,
         max_bad_steps=cfg.max_bad_steps,
+        max_bad_fraction=cfg.get("max_bad_fraction", 0.1),
         features=cfg.features,
         score_map=score_map,
         corpus=corpus,

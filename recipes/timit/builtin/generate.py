@@ -4,7 +4,8 @@
 SA1/SA2 + SX + SI sentences per speaker, 61-phone ``.PHN`` transcriptions (h# at both ends,
 closures before stops). TEST speakers carry ids from the standard dev and core-test lists; train
 speakers get made-up ids. The corpus is written once, atomically, and reused while its parameters
-match (see :func:`ensure_builtin_corpus`).
+match; a root generated with other parameters is refused, not overwritten (see
+:func:`ensure_builtin_corpus`).
 
 >>> p = GeneratorParams(num_train_speakers=2, num_dev_speakers=1, num_test_speakers=1)
 >>> [s.speaker for s in plan_speakers(p)]
@@ -19,6 +20,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import string
 import time
@@ -33,6 +35,7 @@ import soundfile as sf
 from recipes.timit.builtin.lexicon import LEXICON, VOWEL_INITIAL, expand, make_sentence
 from recipes.timit.builtin.synth import SAMPLE_RATE, Voice, synthesize
 from recipes.timit.speakers import CORE_TEST_LIST, DEV_LIST
+from recipes.toolkit.run.atomic import atomic_write_text, fsync_dir, fsync_tree
 
 log = logging.getLogger(__name__)
 
@@ -186,19 +189,58 @@ def generate_corpus(root: Path, params: GeneratorParams, num_workers: int = 1) -
     return sum(_write_speaker(j) for j in jobs)
 
 
+class CorpusSettingsMismatch(RuntimeError):
+    """The root holds a built-in corpus generated with other settings than the requested ones."""
+
+
 def _marker_content(params: GeneratorParams) -> dict:
     return {"generator_version": GENERATOR_VERSION, "params": asdict(params)}
 
 
-def _is_complete(root: Path, params: GeneratorParams) -> bool | None:
-    """True: complete with these params; False: ours but different; None: no marker."""
+def _recorded_settings(root: Path) -> dict | None:
+    """The settings in ``root``'s marker file; None without one."""
     marker = root / MARKER
     if not marker.is_file():
         return None
     try:
-        return json.loads(marker.read_text()) == _marker_content(params)
-    except (OSError, json.JSONDecodeError):
-        return False
+        recorded = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        recorded = f"unreadable ({err})"
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("params"), dict):
+        raise CorpusSettingsMismatch(
+            f"{marker} is not a settings record: {recorded!r:.200}; the settings of the corpus at "
+            f"{root} are unknown: delete {root} to generate it again, or use another data.root"
+        )
+    return recorded
+
+
+def _check_settings(root: Path, recorded: dict, requested: dict) -> None:
+    """Raise :class:`CorpusSettingsMismatch` unless ``recorded == requested``."""
+    if recorded == requested:
+        return
+    rec = {"generator_version": recorded.get("generator_version"), **recorded["params"]}
+    req = {"generator_version": requested["generator_version"], **requested["params"]}
+    differ = sorted(k for k in rec.keys() | req.keys() if rec.get(k) != req.get(k))
+    raise CorpusSettingsMismatch(
+        f"the built-in corpus at {root} was generated with other settings "
+        f"(different {', '.join(differ)}):\n"
+        f"  recorded:  {json.dumps(recorded, sort_keys=True)}\n"
+        f"  requested: {json.dumps(requested, sort_keys=True)}\n"
+        f"use another data.root for these settings, or delete {root} to generate it again"
+    )
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Remove the partial folders an interrupted generation left beside ``root``
+    (``.<name>.tmp-<pid>-<hex>``; ``.<name>.old-<hex>`` of earlier versions). The caller holds the
+    lock every generation holds, so none of them is being written."""
+    pattern = re.compile(re.escape(f".{root.name}.") + r"(tmp-\d+-|old-)[0-9a-f]{8}")
+    for stale in sorted(p for p in root.parent.iterdir() if pattern.fullmatch(p.name)):
+        log.warning("removing %s, left by an interrupted corpus generation", stale)
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -215,18 +257,23 @@ def _file_lock(path: Path) -> Iterator[None]:
 def ensure_builtin_corpus(root: Path, num_workers: int = 1, **params: int) -> Path:
     """Return ``root`` holding a complete built-in corpus for ``params``, generating it if needed.
 
-    Generation writes into a temporary sibling folder, adds the marker file last, then renames the
-    folder into place, so an interrupted run never leaves a corpus that looks complete. A folder at
-    ``root`` without the marker that is not empty is refused (it is not ours to replace).
+    Generation writes into a temporary sibling folder, fsyncs it, adds the marker file (the
+    settings) last, then renames the folder into place, so an interrupted run never leaves a corpus
+    that looks complete; the next run removes what it left. A root whose marker records other
+    settings raises :class:`CorpusSettingsMismatch`; a folder at ``root`` without the marker that
+    is not empty is refused too (neither is ours to replace).
     """
     root = Path(root)
     p = GeneratorParams(**params)
+    wanted = _marker_content(p)
     with _file_lock(root.parent / f".{root.name}.lock"):
-        state = _is_complete(root, p) if root.exists() else None
-        if state:
+        _remove_stale_temporaries(root)
+        recorded = _recorded_settings(root) if root.is_dir() else None
+        if recorded is not None:
+            _check_settings(root, recorded, wanted)
             log.info("reusing built-in TIMIT corpus at %s (%s)", root, asdict(p))
             return root
-        if state is None and root.exists() and any(root.iterdir()):
+        if root.exists() and any(root.iterdir()):
             raise RuntimeError(
                 f"{root} exists, is not empty and has no {MARKER}: not a built-in corpus; "
                 "remove it or point data.root elsewhere"
@@ -236,12 +283,12 @@ def ensure_builtin_corpus(root: Path, num_workers: int = 1, **params: int) -> Pa
         t0 = time.perf_counter()
         try:
             n = generate_corpus(tmp, p, num_workers)
-            (tmp / MARKER).write_text(json.dumps(_marker_content(p), indent=1) + "\n")
-            if root.exists():  # stale: ours with other params, or empty
-                old = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
-                os.rename(root, old)
-                shutil.rmtree(old, ignore_errors=True)
+            fsync_tree(tmp)
+            atomic_write_text(tmp / MARKER, json.dumps(wanted, indent=1) + "\n")
+            if root.exists():  # an empty folder
+                root.rmdir()
             os.rename(tmp, root)
+            fsync_dir(root.parent)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

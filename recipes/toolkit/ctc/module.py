@@ -20,7 +20,9 @@ class CTCRecognizer(SpeechRecognizer):
         optim: a partial ``_target_`` config of the optimizer (:mod:`recipes.toolkit.optim`).
         scheduler: a ``_target_`` config of the schedule, or empty for none.
         decoding: ``method`` (greedy, beam), ``beam_width``, ``lm_weight``, ``insertion_bonus``.
-        max_bad_steps: consecutive non-finite losses tolerated before the run stops.
+        max_bad_steps: non-finite losses (each step skipped) tolerated in a row before the run
+            stops; so many in all also stop it when they are more than ``max_bad_fraction`` of
+            the steps.
         features: the feature configuration (kept so that eval and transcribe match it).
         score_map: training label -> scoring label (``""`` deletes it); ``None`` scores the
             training labels as they are. Kept in the checkpoint, like everything above.
@@ -46,13 +48,14 @@ class CTCRecognizer(SpeechRecognizer):
         scheduler: Mapping | None = None,
         decoding: Mapping | None = None,
         max_bad_steps: int = 5,
+        max_bad_fraction: float = 0.1,
         features: Mapping | None = None,
         score_map: Mapping[str, str] | None = None,
         corpus: Mapping[str, str] | None = None,
     ):
         hparams = recognizer_hparams(
             phones, feature_dim, rnn, model, optim, scheduler, decoding, max_bad_steps,
-            features, score_map, corpus, default_decoding={"method": "greedy"},
+            max_bad_fraction, features, score_map, corpus, default_decoding={"method": "greedy"},
         )  # fmt: skip
         super().__init__(hparams, num_outputs=len(phones) + 1)
         self.register_buffer("bigram", torch.zeros(len(phones) + 1, len(phones) + 1))
@@ -95,4 +98,4 @@ class CTCRecognizer(SpeechRecognizer):
             blank=0,
             reduction="mean",
         )
-        return self.guard_loss(loss, batch_size=len(batch["lengths"]))
+        return self.guard_loss(loss, batch)

@@ -56,6 +56,16 @@ class UtteranceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.split.feats)
 
+    @staticmethod
+    def min_frames(targets: list[int]) -> int:
+        """Fewest frames a CTC alignment of ``targets`` needs: one per label, plus a blank
+        between each pair of equal neighbours.
+
+        >>> UtteranceDataset.min_frames([3, 3, 5, 5, 5, 2])
+        9
+        """
+        return len(targets) + sum(a == b for a, b in zip(targets, targets[1:], strict=False))
+
     def __getitem__(self, i: int) -> dict:
         return {
             "feats": self.split.feats[i],
@@ -90,6 +100,8 @@ class SpeechDataModule(L.LightningDataModule):
         seed: shuffling seed of the training batches.
         num_workers: DataLoader workers.
         augment: masking applied to training batches after transfer (None: none).
+        skip_bad: leave out (listed in ``corpus.skipped``) training utterances too short for
+            their targets (``dataset_class.min_frames``) instead of refusing the corpus.
 
     Evaluation batches are split across ranks without repetition, so a PER summed over ranks
     equals the single-process PER. A task with other targets subclasses it and sets
@@ -107,6 +119,7 @@ class SpeechDataModule(L.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         augment: SpecAugment | None = None,
+        skip_bad: bool = False,
     ):
         super().__init__()
         self.prepare = prepare
@@ -115,6 +128,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.seed = seed
         self.num_workers = int(num_workers)
         self.augment = augment
+        self.skip_bad = skip_bad
         self.corpus: PreparedCorpus | None = None
         self.eval_split = "test"  # what test_dataloader() serves: dev, test or train
 
@@ -132,8 +146,41 @@ class SpeechDataModule(L.LightningDataModule):
     def load(self) -> PreparedCorpus:
         """Prepare (or load from the cache) every split once per process."""
         if self.corpus is None:
-            self.corpus = self.prepare()
+            self.corpus = self.drop_untrainable(self.prepare())
         return self.corpus
+
+    def drop_untrainable(self, corpus: PreparedCorpus) -> PreparedCorpus:
+        """Refuse (or with ``skip_bad`` leave out, listed) training utterances with fewer frames
+        than their targets need: every batch holding one would be a non-finite loss."""
+        split = corpus.splits.get("train")
+        if split is None:
+            return corpus
+        index = self.maps.index
+        problems, keep = [], []
+        for i, (utt_id, feats, phones) in enumerate(
+            zip(split.utt_ids, split.feats, split.phones, strict=True)
+        ):
+            targets = [index[p] for p in self.maps.to_labels(phones)]
+            need = self.dataset_class.min_frames(targets)
+            if len(feats) < need:
+                problems.append(
+                    (f"train/{utt_id}", f"{len(feats)} frames, fewer than the {need} its "
+                     f"{len(targets)} labels need")
+                )  # fmt: skip
+            else:
+                keep.append(i)
+        if not problems:
+            return corpus
+        listing = "\n  ".join(f"{where}: {why}" for where, why in problems)
+        if not self.skip_bad:
+            raise ValueError(
+                f"{len(problems)} training utterance(s) cannot be trained on (data.skip_bad=true "
+                f"leaves them out):\n  {listing}"
+            )
+        log.warning("left out %d untrainable training utterance(s):\n  %s", len(problems), listing)
+        corpus.splits["train"] = split.subset(keep)
+        corpus.skipped = [*corpus.skipped, *problems]
+        return corpus
 
     @property
     def feature_dim(self) -> int:

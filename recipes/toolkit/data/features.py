@@ -2,8 +2,13 @@
 
 Raw features (``torchaudio.compliance.kaldi.fbank`` + optional deltas) of every split are written
 atomically to ``<cache_dir>/<key>/<split>.pt`` where ``key`` hashes the corpus root, a fingerprint
-of its files (names, sizes, mtimes) and the feature configuration. Normalisation (global from
-training statistics, per speaker, or none) is applied at load time.
+of its files (names, sizes, mtimes) and the feature configuration. Beside each split a sidecar
+``<split>.pt.sha256.json`` records the blob's byte size and sha256: a cache that is truncated or
+corrupted is named in a WARNING and recomputed. A cache written before sidecars existed is trusted
+when it loads with the expected structure, and then gets its sidecar. Every write into a cache
+folder holds its ``.lock``, so the temporary files found there when the lock is taken were left by
+a killed writer: they are removed (and logged). Normalisation (global from training statistics,
+per speaker, or none) is applied at load time.
 
 >>> cfg = FeatureConfig(num_mel_bins=40, deltas=2)
 >>> cfg.dim
@@ -19,7 +24,6 @@ import json
 import logging
 import multiprocessing
 import multiprocessing.pool
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -31,7 +35,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from recipes.toolkit.run.atomic import atomic_torch_save
+from recipes.toolkit.run.atomic import atomic_torch_save, atomic_write_text, temporary_files
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -209,15 +213,19 @@ def prepare_features(
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     with _file_lock(folder / ".lock"):
+        # Every write into the folder happens under this lock: a temporary file found now was
+        # left by a writer that died (the kernel released its lock).
+        for tmp in temporary_files(folder):
+            log.warning("removing %s, a temporary file left by an interrupted run", tmp)
+            tmp.unlink(missing_ok=True)
         for name, utts in splits.items():
             path = folder / f"{name}.pt"
             ids = [u.utt_id for u in utts]
-            if path.is_file():
-                blob = torch.load(path, weights_only=True)
-                if blob.get("utt_ids") == ids and blob.get("dim") == cfg.dim:
-                    log.info("reusing cached features %s (%d utterances)", path, len(ids))
-                    out[name] = _unpack(blob)
-                    continue
+            blob = load_cached(path)
+            if blob is not None and blob["utt_ids"] == ids and blob["dim"] == cfg.dim:
+                log.info("reusing cached features %s (%d utterances)", path, len(ids))
+                out[name] = _unpack(blob)
+                continue
             log.info("computing features for %s (%d utterances) -> %s", name, len(ids), path)
             feats = _compute_split(utts, cfg, name, num_workers)
             blob = {
@@ -226,10 +234,88 @@ def prepare_features(
                 "lengths": [f.shape[0] for f in feats],
                 "data": torch.cat(feats) if feats else torch.zeros(0, cfg.dim),
             }
-            atomic_torch_save(blob, path)
+            save_cached(blob, path)
             out[name] = _unpack(blob)
-        (folder / "config.json").write_text(json.dumps(cfg.raw_key(), indent=1) + "\n")
+        config, config_file = json.dumps(cfg.raw_key(), indent=1) + "\n", folder / "config.json"
+        if not config_file.is_file() or config_file.read_bytes() != config.encode():
+            atomic_write_text(config_file, config)
     return out
+
+
+def checksum_path(path: Path) -> Path:
+    """The sidecar recording the byte size and sha256 of the cache blob ``path``."""
+    return path.with_name(path.name + ".sha256.json")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _structure_problem(blob: object) -> str | None:
+    """What is wrong with a loaded cache blob, or None when it has the expected structure."""
+    keys = {"utt_ids", "dim", "lengths", "data"}
+    if not isinstance(blob, dict) or not keys <= blob.keys():
+        return f"not a feature cache (expected a dict with {sorted(keys)})"
+    data, lengths = blob["data"], blob["lengths"]
+    if not isinstance(data, torch.Tensor) or data.dim() != 2 or data.shape[1] != blob["dim"]:
+        return f"data is not a [frames, {blob['dim']}] tensor"
+    if len(lengths) != len(blob["utt_ids"]) or sum(lengths) != data.shape[0]:
+        return "utterance lengths do not match the data"
+    return None
+
+
+def load_cached(path: Path) -> dict | None:
+    """The cache blob at ``path`` once verified; None when there is none or (with a WARNING naming
+    the file and the problem) when it is damaged. A blob without a sidecar (written before they
+    existed) is verified by loading it, then gets its sidecar."""
+    if not path.is_file():
+        return None
+    sidecar = checksum_path(path)
+    recorded = None
+    problem = None
+    if sidecar.is_file():
+        try:
+            recorded = json.loads(sidecar.read_text())
+            expected_size, expected_sha = int(recorded["bytes"]), str(recorded["sha256"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            problem = f"its checksum file {sidecar.name} is unreadable ({err})"
+        else:
+            size = path.stat().st_size
+            if size != expected_size:
+                problem = f"{size} bytes where {sidecar.name} records {expected_size} (truncated?)"
+            elif _sha256(path) != expected_sha:
+                problem = f"its sha256 differs from the one {sidecar.name} records (corrupted)"
+    blob = None
+    if problem is None:
+        try:
+            blob = torch.load(path, weights_only=True)
+        except Exception as err:  # torn zip, bad pickle, ...: all mean "recompute"
+            problem = f"it cannot be loaded ({type(err).__name__}: {err})"
+        else:
+            problem = _structure_problem(blob)
+    if problem is not None:
+        log.warning("cached features %s are damaged: %s; recomputing them", path, problem)
+        return None
+    if recorded is None:
+        _write_checksum(path)
+        log.info("cached features %s load correctly; recorded their checksum", path)
+    return blob
+
+
+def save_cached(blob: dict, path: Path) -> None:
+    """Write ``blob`` to ``path`` and then its sidecar, both atomically (fsync, rename)."""
+    checksum_path(path).unlink(missing_ok=True)  # a kill before the new sidecar: verify by loading
+    atomic_torch_save(blob, path)
+    _write_checksum(path)
+
+
+def _write_checksum(path: Path) -> None:
+    record = {"file": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)}
+    atomic_write_text(checksum_path(path), json.dumps(record, indent=1) + "\n")
 
 
 def _unpack(blob: dict) -> dict:

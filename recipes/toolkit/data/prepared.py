@@ -33,6 +33,22 @@ class PreparedSplit:
         """Frames per utterance."""
         return [f.shape[0] for f in self.feats]
 
+    def subset(self, keep: list[int]) -> PreparedSplit:
+        """The utterances at positions ``keep``, in that order.
+
+        >>> s = PreparedSplit(["a", "b"], ["x", "y"], [torch.zeros(1, 2)] * 2, [[], []], [[], []])
+        >>> s.subset([1]).utt_ids
+        ['b']
+        """
+        return PreparedSplit(
+            utt_ids=[self.utt_ids[i] for i in keep],
+            speakers=[self.speakers[i] for i in keep],
+            feats=[self.feats[i] for i in keep],
+            phones=[self.phones[i] for i in keep],
+            segments=[self.segments[i] for i in keep],
+            times=None if self.times is None else [self.times[i] for i in keep],
+        )
+
 
 @dataclass
 class PreparedCorpus:

@@ -141,8 +141,8 @@ def relabel_segments(
     to_label: Callable[[str], str | None],
 ) -> list[tuple[int | float, int | float, str]]:
     """Map each segment's label; merge consecutive equal labels; a segment whose label maps to
-    ``None`` or ``""`` (deleted, such as TIMIT's glottal stop ``q``) joins the segment after it
-    (the last one joins the one before). Works in any time unit.
+    ``None`` or ``""`` (deleted, such as a glottal stop ``q`` that a phone set drops) joins the
+    segment after it (the last one joins the one before). Works in any time unit.
 
     >>> fold = {"q": None, "pau": "sil", "h#": "sil"}.get
     >>> relabel_segments([(0, 3, "h#"), (3, 5, "pau"), (5, 6, "q"), (6, 9, "aa")],

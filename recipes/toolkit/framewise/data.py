@@ -40,6 +40,11 @@ class FramewiseDataset(UtteranceDataset):
             None if split.times is None else [relabel_segments(t, to_label) for t in split.times]
         )
 
+    @staticmethod
+    def min_frames(targets: list[int]) -> int:
+        """Any utterance with a frame can be trained on: every frame has its own target."""
+        return 1
+
     def __getitem__(self, i: int) -> dict:
         item = super().__getitem__(i)
         item["frame_targets"] = self.frame_targets[i]

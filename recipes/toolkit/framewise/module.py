@@ -75,13 +75,14 @@ class FramewiseRecognizer(SpeechRecognizer):
         scheduler: Mapping | None = None,
         decoding: Mapping | None = None,
         max_bad_steps: int = 5,
+        max_bad_fraction: float = 0.1,
         features: Mapping | None = None,
         score_map: Mapping[str, str] | None = None,
         corpus: Mapping[str, str] | None = None,
     ):
         hparams = recognizer_hparams(
             phones, feature_dim, rnn, model, optim, scheduler, decoding, max_bad_steps,
-            features, score_map, corpus, default_decoding=DEFAULT_DECODING,
+            max_bad_fraction, features, score_map, corpus, default_decoding=DEFAULT_DECODING,
         )  # fmt: skip
         super().__init__(hparams, num_outputs=len(phones))
         count = len(phones)
@@ -135,7 +136,7 @@ class FramewiseRecognizer(SpeechRecognizer):
             batch["frame_targets"].flatten(),
             ignore_index=IGNORE_INDEX,
         )
-        return self.guard_loss(loss, batch_size=len(batch["lengths"]))
+        return self.guard_loss(loss, batch)
 
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         log_probs = super().validation_step(batch, batch_idx)

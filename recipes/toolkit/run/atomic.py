@@ -62,3 +62,33 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` ``obj`` to ``path`` atomically."""
     return atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync the folder ``path`` (makes the creation, rename or removal of its entries durable)."""
+    directory = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def fsync_tree(folder: str | os.PathLike) -> None:
+    """fsync every file and folder under ``folder``, e.g. before renaming it into place."""
+    for dirpath, _, filenames in os.walk(folder, topdown=False):
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(dirpath)
+
+
+def temporary_files(folder: str | os.PathLike) -> list[Path]:
+    """The temporary files (``.<name>.<random>.tmp``) of :func:`atomic_write` in ``folder``.
+
+    A writer killed mid-write leaves its one behind; only a caller that knows no write is under
+    way in ``folder`` (it holds the folder's lock) may remove them.
+    """
+    return sorted(p for p in Path(folder).glob(".*.tmp") if p.is_file())

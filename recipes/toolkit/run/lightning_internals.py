@@ -36,6 +36,9 @@ REQUIRED = {
     "lightning.pytorch.trainer.trainer:Trainer._checkpoint_connector": (
         "the Trainer's checkpoint connector (set in Trainer.__init__)"
     ),
+    "lightning.fabric.loggers.csv_logs:_ExperimentWriter._check_log_dir_exists": (
+        "a restarted run keeps its metrics.csv rows (recipes.toolkit.run.resume)"
+    ),
     "lightning.fabric.utilities.seed:_collect_rng_states": "RNG states into checkpoints",
     "lightning.fabric.utilities.seed:_set_rng_states": "RNG states back from checkpoints",
 }

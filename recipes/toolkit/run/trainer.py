@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from recipes.toolkit.run import ddp_launch
 from recipes.toolkit.run.preemption import trainer_plugins
-from recipes.toolkit.run.resume import newest_checkpoint
+from recipes.toolkit.run.resume_guard import ResumeGuard
 
 
 def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
-    """Instantiate ``cfg.trainer`` with the configured callbacks and loggers (or ``overrides``)."""
+    """Instantiate ``cfg.trainer`` with the configured callbacks and loggers (or ``overrides``).
+
+    With the configured callbacks (a training run) comes :class:`ResumeGuard`: checkpoints keep
+    the run's config, and resuming one with changed settings stops before training.
+    """
     if "callbacks" not in overrides:
-        overrides["callbacks"] = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+        overrides["callbacks"] = [*callbacks, ResumeGuard(cfg)]
     if "logger" not in overrides:
         overrides["logger"] = [instantiate(c) for c in (cfg.get("logger") or {}).values()] or False
     overrides.setdefault("plugins", trainer_plugins(cfg.trainer.get("plugins")))
     ddp_launch.install()
     return instantiate(cfg.trainer, **overrides)
-
-
-def resume_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """``auto``: the newest loadable last.ckpt / hpc_ckpt_* of ``run_dir``; ``none``: start anew."""
-    if ckpt_path in (None, "none"):
-        return None
-    if ckpt_path == "auto":
-        newest = newest_checkpoint(run_dir)
-        return str(newest) if newest else None
-    return str(ckpt_path)
