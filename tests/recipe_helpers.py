@@ -19,6 +19,20 @@ SMALL_CORPUS = [
     "prepare_workers=1",
 ]
 SMALL_MODEL = ["rnn.hidden_size=64", "rnn.num_layers=2"]
+# A model that learns the small corpus's training utterances by heart (no regularisation).
+OVERFIT = [
+    *SMALL_CORPUS,
+    "rnn.hidden_size=128",
+    "rnn.nonlinearity=relu",
+    "rnn.num_layers=2",
+    "rnn.dropout=0",
+    "model.output_dropout=0",
+    "optim.lr=0.004",
+    "scheduler=none",
+    "data.max_frames=1200",
+    "eval_splits=[train,dev]",  # scored on what it learnt
+    "callbacks.model_checkpoint.monitor=null",
+]
 
 
 def run_entry(

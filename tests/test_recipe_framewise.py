@@ -9,7 +9,7 @@ from recipes.timit.phones import map_phones
 from recipes.toolkit.data.segments import relabel_segments
 from recipes.toolkit.evaluation.scoring import count_errors
 from recipes.toolkit.framewise.alignment import boundaries, boundary_accuracy, read_ctm
-from tests.recipe_helpers import SMALL_CORPUS, results, run_entry
+from tests.recipe_helpers import OVERFIT, SMALL_CORPUS, results, run_entry
 
 pytestmark = pytest.mark.slow
 
@@ -19,18 +19,8 @@ def overfit_run(data_dir, tmp_path_factory):
     """A framewise Light GRU that learns the training utterances by heart (scored on train)."""
     run_dir = tmp_path_factory.mktemp("framewise")
     overrides = [
-        *SMALL_CORPUS,
-        "rnn.hidden_size=128",
-        "rnn.nonlinearity=relu",
-        "rnn.num_layers=2",
-        "rnn.dropout=0",
-        "model.output_dropout=0",
-        "optim.lr=0.004",
-        "scheduler=none",
+        *OVERFIT,
         "trainer.max_epochs=40",
-        "data.max_frames=1200",
-        "eval_splits=[train,dev]",
-        "callbacks.model_checkpoint.monitor=null",
     ]
     done = run_entry("train_framewise", overrides, data_dir, run_dir)
     return run_dir, done

@@ -10,7 +10,7 @@ import torch
 from recipes.timit.corpus import read_timit
 from recipes.timit.phones import map_phones
 from recipes.toolkit.evaluation.scoring import count_errors
-from tests.recipe_helpers import REPO, SMALL_CORPUS, SMALL_MODEL, results, run_entry
+from tests.recipe_helpers import OVERFIT, REPO, SMALL_CORPUS, SMALL_MODEL, results, run_entry
 
 pytestmark = pytest.mark.slow
 
@@ -22,18 +22,8 @@ def overfit_run(data_dir, tmp_path_factory):
     """A Light GRU that learns the training utterances by heart (scored on train)."""
     run_dir = tmp_path_factory.mktemp("overfit")
     overrides = [
-        *SMALL_CORPUS,
-        "rnn.hidden_size=128",
-        "rnn.nonlinearity=relu",
-        "rnn.num_layers=2",
-        "rnn.dropout=0",
-        "model.output_dropout=0",
-        "optim.lr=0.004",
-        "scheduler=none",
+        *OVERFIT,
         "trainer.max_epochs=90",
-        "data.max_frames=1200",
-        "eval_splits=[train,dev]",
-        "callbacks.model_checkpoint.monitor=null",
     ]
     done = run_entry("train", overrides, data_dir, run_dir)
     return run_dir, done

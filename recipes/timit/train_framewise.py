@@ -8,32 +8,18 @@ python -m recipes.timit.eval ckpt_path=.../best.ckpt decoding.self_loop_prob=0.7
 """
 
 import hydra
-import lightning as L
 from omegaconf import DictConfig
 
-from recipes.timit.data import timit_datamodule
-from recipes.timit.phones import scoring_map
+from recipes.timit.training import start_training
 from recipes.toolkit.config import register_resolvers
 from recipes.toolkit.framewise.data import FramewiseDataModule
 from recipes.toolkit.framewise.module import FramewiseRecognizer
-from recipes.toolkit.run.validate import validate_run_config
-from recipes.toolkit.workflow import build_recognizer, train_and_evaluate
+from recipes.toolkit.workflow import train_and_evaluate
 
 
 def train(cfg: DictConfig) -> dict:
     """Fit, evaluate the best checkpoint on ``cfg.eval_splits``, write results; return them."""
-    validate_run_config(cfg, FramewiseRecognizer.decoding_methods)
-    L.seed_everything(cfg.seed, workers=True)
-    datamodule = timit_datamodule(
-        cfg.data, cfg.features, cfg.seed, cfg.prepare_workers, cfg.get("augment"),
-        kind=FramewiseDataModule,
-    )  # fmt: skip
-    score_map = scoring_map(int(cfg.data.train_phones), int(cfg.data.score_phones))
-    corpus = datamodule.load()
-    module = build_recognizer(
-        cfg, datamodule.phones, corpus.feature_dim, score_map, corpus.identity, corpus.stats,
-        recognizer=FramewiseRecognizer,
-    )  # fmt: skip
+    module, datamodule = start_training(cfg, FramewiseRecognizer, FramewiseDataModule)
     module.set_phone_loop(datamodule.train_phone_sequences(), datamodule.train_frame_counts())
     return train_and_evaluate(cfg, module, datamodule)
 

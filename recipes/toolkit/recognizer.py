@@ -41,39 +41,6 @@ def plain(config: Mapping | DictConfig | None) -> dict:
     return dict(config)
 
 
-def recognizer_hparams(
-    phones: list[str],
-    feature_dim: int,
-    rnn: Mapping,
-    model: Mapping | None,
-    optim: Mapping | None,
-    scheduler: Mapping | None,
-    decoding: Mapping | None,
-    max_bad_steps: int,
-    max_bad_fraction: float,
-    features: Mapping | None,
-    score_map: Mapping[str, str] | None,
-    corpus: Mapping[str, str] | None,
-    default_decoding: Mapping,
-) -> dict:
-    """The hyperparameters a recogniser keeps in its checkpoint, as plain data (no Hydra needed
-    to load them)."""
-    return {
-        "phones": list(phones),
-        "feature_dim": feature_dim,
-        "rnn": plain(rnn),
-        "model": plain(model),
-        "optim": plain(optim) or dict(DEFAULT_OPTIM),
-        "scheduler": plain(scheduler),
-        "decoding": plain(decoding) or dict(default_decoding),
-        "max_bad_steps": max_bad_steps,
-        "max_bad_fraction": max_bad_fraction,
-        "features": plain(features),
-        "score_map": dict(score_map) if score_map is not None else None,
-        "corpus": dict(corpus) if corpus is not None else None,
-    }
-
-
 def gather_records(records: list) -> list:
     """Every rank's records, in rank order (the list itself outside DDP)."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -87,9 +54,27 @@ class SpeechRecognizer(L.LightningModule):
     """Base of the task recognisers: an acoustic model with ``num_outputs`` log-probabilities per
     frame, scored by phone error rate on the scoring set of ``hparams.score_map``.
 
-    Subclasses call ``super().__init__(hparams, num_outputs)`` with the dict of
-    :func:`recognizer_hparams` (plus their own keys), and implement ``training_step`` (through
-    :meth:`guard_loss`) and ``decode(log_probs, lengths, method) -> label sequences``.
+    Args:
+        phones: the training label set.
+        feature_dim: features per frame.
+        rnn: rnnlib type (``name``) and its options.
+        model: ``frontend_channels`` and ``output_dropout``.
+        optim: a partial ``_target_`` config of the optimizer (:mod:`recipes.toolkit.optim`).
+        scheduler: a ``_target_`` config of the schedule, or empty for none.
+        decoding: the task's decoding options (``method`` one of ``decoding_methods``).
+        max_bad_steps: non-finite losses (each step skipped) tolerated in a row before the run
+            stops; so many in all also stop it when they are more than ``max_bad_fraction`` of
+            the steps.
+        features: the feature configuration (kept so that eval and transcribe match it).
+        score_map: training label -> scoring label (``""`` deletes it); ``None`` scores the
+            training labels as they are.
+        corpus: what the model was trained on (kind, root, training-list hash), for evaluation
+            to say when it scores another corpus.
+
+    Everything above is kept in the checkpoint. A subclass sets ``decoding_methods``,
+    ``default_decoding`` and ``num_outputs``, adds its buffers after ``super().__init__``, and
+    implements ``training_step`` (through :meth:`guard_loss`) and
+    ``decode(log_probs, lengths, method) -> label sequences``.
 
     Attributes:
         feature_mean, feature_std: float64 global normalisation of the training data (zeros and
@@ -100,13 +85,48 @@ class SpeechRecognizer(L.LightningModule):
     """
 
     decoding_methods: tuple[str, ...] = ()  # the values of decoding.method it understands
+    default_decoding: Mapping = {}  # the decoding options when none are given
 
-    def __init__(self, hparams: dict, num_outputs: int):
+    @staticmethod
+    def num_outputs(num_labels: int) -> int:
+        """Outputs of the acoustic model for ``num_labels`` training labels."""
+        return num_labels
+
+    def __init__(
+        self,
+        phones: list[str],
+        feature_dim: int,
+        rnn: Mapping,
+        model: Mapping | None = None,
+        optim: Mapping | None = None,
+        scheduler: Mapping | None = None,
+        decoding: Mapping | None = None,
+        max_bad_steps: int = 5,
+        max_bad_fraction: float = 0.1,
+        features: Mapping | None = None,
+        score_map: Mapping[str, str] | None = None,
+        corpus: Mapping[str, str] | None = None,
+    ):
         super().__init__()
-        self.save_hyperparameters(hparams)
-        self.phones = list(hparams["phones"])
-        feature_dim = int(hparams["feature_dim"])
-        self.model = AcousticModel(feature_dim, num_outputs, self.hparams.rnn, **self.hparams.model)
+        self.save_hyperparameters(
+            {
+                "phones": list(phones),
+                "feature_dim": feature_dim,
+                "rnn": plain(rnn),
+                "model": plain(model),
+                "optim": plain(optim) or dict(DEFAULT_OPTIM),
+                "scheduler": plain(scheduler),
+                "decoding": plain(decoding) or dict(self.default_decoding),
+                "max_bad_steps": max_bad_steps,
+                "max_bad_fraction": max_bad_fraction,
+                "features": plain(features),
+                "score_map": dict(score_map) if score_map is not None else None,
+                "corpus": dict(corpus) if corpus is not None else None,
+            }
+        )  # plain data: a checkpoint loads without Hydra
+        self.phones = list(phones)
+        outputs = self.num_outputs(len(phones))
+        self.model = AcousticModel(feature_dim, outputs, self.hparams.rnn, **self.hparams.model)
         self.register_buffer("feature_mean", torch.zeros(feature_dim, dtype=torch.float64))
         self.register_buffer("feature_std", torch.ones(feature_dim, dtype=torch.float64))
         self.dev_per = PhoneErrorRate()

@@ -1,33 +1,18 @@
 """The Lightning module of CTC label recognition: CTC loss, greedy or beam decoding."""
 
-from collections.abc import Mapping
-
 import torch
 import torch.nn.functional as F
 
 from recipes.toolkit.ctc.decoding import BigramLM, greedy_decode, prefix_beam_search
-from recipes.toolkit.recognizer import SpeechRecognizer, recognizer_hparams
+from recipes.toolkit.recognizer import SpeechRecognizer
 
 
 class CTCRecognizer(SpeechRecognizer):
     """CTC recogniser over any rnnlib encoder; error rate on the scoring set of ``score_map``.
 
-    Args:
-        phones: the training phone set (CTC labels 1..N; 0 is blank).
-        feature_dim: features per frame.
-        rnn: rnnlib type (``name``) and its options.
-        model: ``frontend_channels`` and ``output_dropout``.
-        optim: a partial ``_target_`` config of the optimizer (:mod:`recipes.toolkit.optim`).
-        scheduler: a ``_target_`` config of the schedule, or empty for none.
-        decoding: ``method`` (greedy, beam), ``beam_width``, ``lm_weight``, ``insertion_bonus``.
-        max_bad_steps: non-finite losses (each step skipped) tolerated in a row before the run
-            stops; so many in all also stop it when they are more than ``max_bad_fraction`` of
-            the steps.
-        features: the feature configuration (kept so that eval and transcribe match it).
-        score_map: training label -> scoring label (``""`` deletes it); ``None`` scores the
-            training labels as they are. Kept in the checkpoint, like everything above.
-        corpus: what the model was trained on (kind, root, training-list hash), for evaluation
-            to say when it scores another corpus.
+    Takes the arguments of :class:`~recipes.toolkit.recognizer.SpeechRecognizer`; ``decoding``
+    is ``method`` (greedy, beam), ``beam_width``, ``lm_weight``, ``insertion_bonus``. Outputs are
+    the blank (0) and the labels (1..N).
 
     Example:
         >>> module = CTCRecognizer(["a", "b"], 4, {"name": "gru", "hidden_size": 8})
@@ -37,28 +22,16 @@ class CTCRecognizer(SpeechRecognizer):
     """
 
     decoding_methods = ("greedy", "beam")
+    default_decoding = {"method": "greedy"}
 
-    def __init__(
-        self,
-        phones: list[str],
-        feature_dim: int,
-        rnn: Mapping,
-        model: Mapping | None = None,
-        optim: Mapping | None = None,
-        scheduler: Mapping | None = None,
-        decoding: Mapping | None = None,
-        max_bad_steps: int = 5,
-        max_bad_fraction: float = 0.1,
-        features: Mapping | None = None,
-        score_map: Mapping[str, str] | None = None,
-        corpus: Mapping[str, str] | None = None,
-    ):
-        hparams = recognizer_hparams(
-            phones, feature_dim, rnn, model, optim, scheduler, decoding, max_bad_steps,
-            max_bad_fraction, features, score_map, corpus, default_decoding={"method": "greedy"},
-        )  # fmt: skip
-        super().__init__(hparams, num_outputs=len(phones) + 1)
-        self.register_buffer("bigram", torch.zeros(len(phones) + 1, len(phones) + 1))
+    @staticmethod
+    def num_outputs(num_labels: int) -> int:
+        return num_labels + 1  # the blank and the labels
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        outputs = self.num_outputs(len(self.phones))
+        self.register_buffer("bigram", torch.zeros(outputs, outputs))
 
     def set_bigram(self, lm: BigramLM) -> None:
         """Keep the phone bigram (estimated from training transcripts) inside the checkpoint."""

@@ -10,7 +10,6 @@ reference phones: frame accuracy, boundary accuracy within 10 / 20 / 40 ms and a
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -28,13 +27,14 @@ from recipes.toolkit.framewise.viterbi import (
     normalise_bigram,
     normalise_counts,
 )
-from recipes.toolkit.recognizer import SpeechRecognizer, gather_records, recognizer_hparams
+from recipes.toolkit.recognizer import SpeechRecognizer, gather_records
 
+# As conf/decoding/viterbi.yaml (where the values come from).
 DEFAULT_DECODING = {
     "method": "viterbi",
     "acoustic_scale": 1.0,
-    "prior_scale": 1.0,
-    "self_loop_prob": 0.5,
+    "prior_scale": 0.5,
+    "self_loop_prob": 0.85,
 }
 TOLERANCES_MS = (10, 20, 40)
 
@@ -42,7 +42,7 @@ TOLERANCES_MS = (10, 20, 40)
 class FramewiseRecognizer(SpeechRecognizer):
     """Frame classifier over any rnnlib encoder, decoded by a phone-loop Viterbi search.
 
-    Takes the arguments of :class:`~recipes.toolkit.ctc.module.CTCRecognizer`; ``decoding`` is
+    Takes the arguments of :class:`~recipes.toolkit.recognizer.SpeechRecognizer`; ``decoding`` is
     ``method`` (``viterbi``, or ``greedy``: the best label of every frame, repeats merged),
     ``acoustic_scale`` (weight of the acoustic scores against the transitions), ``prior_scale``
     (the weight of the class prior the posteriors are divided by; 0 for none) and
@@ -64,28 +64,11 @@ class FramewiseRecognizer(SpeechRecognizer):
     """
 
     decoding_methods = ("viterbi", "greedy")
+    default_decoding = DEFAULT_DECODING
 
-    def __init__(
-        self,
-        phones: list[str],
-        feature_dim: int,
-        rnn: Mapping,
-        model: Mapping | None = None,
-        optim: Mapping | None = None,
-        scheduler: Mapping | None = None,
-        decoding: Mapping | None = None,
-        max_bad_steps: int = 5,
-        max_bad_fraction: float = 0.1,
-        features: Mapping | None = None,
-        score_map: Mapping[str, str] | None = None,
-        corpus: Mapping[str, str] | None = None,
-    ):
-        hparams = recognizer_hparams(
-            phones, feature_dim, rnn, model, optim, scheduler, decoding, max_bad_steps,
-            max_bad_fraction, features, score_map, corpus, default_decoding=DEFAULT_DECODING,
-        )  # fmt: skip
-        super().__init__(hparams, num_outputs=len(phones))
-        count = len(phones)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        count = len(self.phones)
         uniform = torch.full((count,), -math.log(count), dtype=torch.float64)
         self.register_buffer("log_bigram", torch.zeros(count, count, dtype=torch.float64))
         self.register_buffer("log_initial", uniform.clone())
