@@ -39,30 +39,34 @@ def slurm_env() -> dict:
     subprocess.run(["bash", str(SCRIPT), "stop"], check=False)
 
 
-def _sweep(args: list[str], env: dict, tmp_path: Path) -> subprocess.Popen:
+def _sweep(args: list[str], env: dict, tmp_path: Path, entry: str = "train") -> subprocess.Popen:
     env = dict(env, RNNLIB_DATA_DIR=str(tmp_path / "data"), RNNLIB_LOG_DIR=str(tmp_path / "logs"))
-    command = [sys.executable, "-m", "recipes.timit.train", "-m", *LAUNCHER, *args]
+    command = [sys.executable, "-m", f"recipes.timit.{entry}", "-m", *LAUNCHER, *args]
     log = open(tmp_path / "launcher.log", "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _finish(proc: subprocess.Popen, tmp_path: Path, timeout: float = 600) -> Path:
+def _finish(
+    proc: subprocess.Popen, tmp_path: Path, timeout: float = 600, task: str = "timit_ctc"
+) -> Path:
     assert proc.wait(timeout=timeout) == 0, (tmp_path / "launcher.log").read_text()[-5000:]
-    sweeps = list((tmp_path / "logs" / "timit_ctc" / "multiruns").iterdir())
+    sweeps = list((tmp_path / "logs" / task / "multiruns").iterdir())
     assert len(sweeps) == 1, sweeps
     return sweeps[0]
 
 
-def test_sweep_runs_as_a_job_array(slurm_env, tmp_path):
-    sweep = _finish(
-        _sweep([*TINY, "trainer.max_epochs=1", "seed=1,2"], slurm_env, tmp_path), tmp_path
-    )
+@pytest.mark.parametrize(
+    "entry, task", [("train", "timit_ctc"), ("train_framewise", "timit_framewise")]
+)
+def test_sweep_runs_as_a_job_array(entry, task, slurm_env, tmp_path):
+    proc = _sweep([*TINY, "trainer.max_epochs=1", "seed=1,2"], slurm_env, tmp_path, entry)
+    sweep = _finish(proc, tmp_path, task=task)
     for job in ("0", "1"):
         results = json.loads((sweep / job / "results.json").read_text())
         assert results["eval"]["dev"]["phones"] > 0
     seeds = [(sweep / j / ".hydra" / "overrides.yaml").read_text() for j in ("0", "1")]
     assert "seed=1" in seeds[0] and "seed=2" in seeds[1]
-    assert not (tmp_path / "logs" / "timit_ctc" / "runs").exists()
+    assert not (tmp_path / "logs" / task / "runs").exists()
 
 
 def _job_id(env: dict) -> str:
