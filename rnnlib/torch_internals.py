@@ -26,6 +26,10 @@ REQUIRED = {
     "torch.native_batch_norm": "batch-norm statistics and x_hat in one call (Light GRU kernel)",
     "torch.native_layer_norm": "layer norm with its mean and 1/std (SLi-GRU forward)",
     "torch.ops.aten.native_layer_norm_backward": "SLi-GRU's per-step layer-norm gradient",
+    "torch.lstm": "one fused LSTM layer per direction and length stretch (rnnlib.torch_rnn)",
+    "torch.gru": "the same for the GRU",
+    "torch.rnn_tanh": "the same for the tanh RNN",
+    "torch.rnn_relu": "the same for the relu RNN",
 }
 OPTIONAL = {
     "torch.ops.mkldnn._linear_pointwise": "oneDNN's product (falls back to torch.mm)",

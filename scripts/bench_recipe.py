@@ -1,0 +1,234 @@
+"""Time the recipe's own training step per ``rnn=`` type side by side, as ratios to ``rnn=gru``.
+
+The TIMIT CTC recipe's default configuration (recipes/timit/conf/train.yaml) on the built-in
+corpus: its data module (features, frame-budget batches) and, per type, its recogniser
+(``build_recognizer``), optimizer (``configure_optimizers``) and gradient clipping
+(``trainer.gradient_clip_val``). One step is what Lightning runs per training batch: the
+recogniser's ``training_step`` (forward and CTC loss), backward, clipping, optimizer step and
+zeroing of the gradients. Every type steps through the same first ``--steps`` training batches
+of the first epoch, the types interleaved batch by batch so that load on a shared machine hits
+them alike, after one warm-up step each.
+
+A type ``<name>@packed`` (``lstm@packed``, ``gru@packed``, ``rnn@packed``) runs that recogniser
+with its encoder routed through the packed path rnnlib took before (``pack_padded_sequence``
+through its ``torch.nn`` module): before and after in one process.
+
+    python scripts/bench_recipe.py --threads 2 --steps 10 --json bench_recipe.json
+    python scripts/bench_recipe.py --types lstm lstm@packed --corpus-overrides data.max_frames=2000
+
+The corpus is generated (once) under ``--data-dir`` (default: ``$RNNLIB_DATA_DIR``, else the
+repository's ``data/``), as the recipe does.
+"""
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from recipes.timit.data import timit_datamodule
+from recipes.timit.phones import scoring_map
+from recipes.toolkit.config import register_resolvers
+from recipes.toolkit.ctc.module import CTCRecognizer
+from recipes.toolkit.data.datamodule import SpeechDataModule
+from recipes.toolkit.run.validate import validate_run_config
+from recipes.toolkit.workflow import build_recognizer
+
+REPO = Path(__file__).resolve().parents[1]
+TASK_CONF = REPO / "recipes" / "timit" / "conf"
+BASELINE = "gru"
+TYPES = ("gru", "rnn", "lstm", "ligru", "sligru")
+PACKED = "packed"  # the suffix of a type run through the packed route
+
+
+def split_type(name: str) -> tuple[str, bool]:
+    """``"lstm@packed"`` -> ``("lstm", True)``; ``"lstm"`` -> ``("lstm", False)``."""
+    base, _, route = name.partition("@")
+    if route not in ("", PACKED):
+        raise ValueError(f"unknown route {route!r} in {name!r} (only @{PACKED})")
+    return base, route == PACKED
+
+
+def compose_config(rnn: str, overrides: list[str], data_dir: Path) -> DictConfig:
+    """The training configuration of ``rnn=<rnn>`` with ``overrides`` and the data directory."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(TASK_CONF), version_base="1.3"):
+        return compose("train", overrides=[f"rnn={rnn}", *overrides, f"paths.data_dir={data_dir}"])
+
+
+def use_packed_route(encoder: torch.nn.Module) -> None:
+    """Route an rnnlib ``RNN``/``LSTM``/``GRU`` through packing, as rnnlib did before."""
+    module = getattr(encoder, "rnn", None)
+    if not isinstance(module, torch.nn.RNNBase):
+        raise ValueError(f"@{PACKED} applies to rnn, lstm and gru, not {type(encoder).__name__}")
+
+    def forward(x, lengths=None, hx=None):
+        if lengths is None:
+            return module(x, hx)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, h_n = module(packed, hx)
+        return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0], h_n
+
+    encoder.forward = forward
+
+
+class Runner:
+    """One type's recogniser, optimizer and clipping, stepping as Lightning would."""
+
+    def __init__(self, name: str, cfg: DictConfig, datamodule: SpeechDataModule):
+        corpus = datamodule.load()
+        validate_run_config(cfg, CTCRecognizer.decoding_methods)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        score_map = scoring_map(int(cfg.data.train_phones), int(cfg.data.score_phones))
+        self.module = build_recognizer(
+            cfg, datamodule.phones, corpus.feature_dim, score_map, corpus.identity, corpus.stats
+        )
+        if split_type(name)[1]:
+            use_packed_route(self.module.model.encoder)
+        self.module.train()
+        optimizers = self.module.configure_optimizers()
+        self.optimizer = optimizers["optimizer"] if isinstance(optimizers, dict) else optimizers
+        self.clip = cfg.trainer.get("gradient_clip_val")
+        self.parameters = sum(p.numel() for p in self.module.parameters())
+        self.skipped = 0
+
+    def step(self, batch: dict, index: int) -> None:
+        loss = self.module.training_step(batch, index)
+        if loss is None:  # a non-finite loss: the recipe skips the step
+            self.skipped += 1
+            return
+        loss.backward()
+        if self.clip:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), float(self.clip))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def training_batches(datamodule: SpeechDataModule, count: int) -> list[dict]:
+    """The first ``count`` training batches of the first epoch (after the transfer hook)."""
+    batches = itertools.islice(datamodule.train_dataloader(), count)
+    return [datamodule.on_after_batch_transfer(batch, 0) for batch in batches]
+
+
+def bench(args: argparse.Namespace) -> dict:
+    """Seconds per step of every type on the same batches, and what the batches hold."""
+    types = [BASELINE] + [t for t in args.types if t != BASELINE]
+    for name in types:
+        split_type(name)
+    data_dir = Path(args.data_dir).resolve()
+    configs = {n: compose_config(split_type(n)[0], args.corpus_overrides, data_dir) for n in types}
+    first = configs[BASELINE]
+    datamodule = timit_datamodule(
+        first.data, first.features, first.seed, first.prepare_workers, first.get("augment"),
+        kind=SpeechDataModule,
+    )  # fmt: skip
+    datamodule.load()
+    batches = training_batches(datamodule, args.steps)
+    if len(batches) < args.steps:
+        raise ValueError(
+            f"an epoch has {len(batches)} training batches, fewer than --steps {args.steps} "
+            "(lower data.max_frames or the steps)"
+        )
+    runners = {name: Runner(name, configs[name], datamodule) for name in types}
+    seconds: dict[str, list[float]] = {name: [] for name in types}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*self.log.*")  # no Trainer to log to
+        for runner in runners.values():  # warm-up: allocations, kernel set-up
+            runner.step(batches[0], 0)
+        for index, batch in enumerate(batches):
+            for name, runner in runners.items():
+                start = time.perf_counter()
+                runner.step(batch, index)
+                seconds[name].append(time.perf_counter() - start)
+            done = ", ".join(f"{name} {seconds[name][-1] * 1e3:.0f}" for name in types)
+            print(f"batch {index + 1}/{len(batches)} ms: {done}", file=sys.stderr, flush=True)
+    frames = sum(int(batch["lengths"].sum()) for batch in batches)
+    padded = sum(batch["feats"].shape[0] * batch["feats"].shape[1] for batch in batches)
+    base = sum(seconds[BASELINE])
+    results = {}
+    for name in types:
+        total = sum(seconds[name])
+        results[name] = {
+            "ms_per_step": total / len(batches) * 1e3,
+            "median_ms": statistics.median(seconds[name]) * 1e3,
+            "frames_per_s": frames / total,
+            "x_gru": total / base,
+            "step_ms": [s * 1e3 for s in seconds[name]],
+            "parameters": runners[name].parameters,
+            "skipped_steps": runners[name].skipped,
+        }
+    return {
+        "threads": args.threads,
+        "steps": len(batches),
+        "overrides": list(args.corpus_overrides),
+        "batches": {
+            "sizes": [int(batch["feats"].shape[0]) for batch in batches],
+            "frames": frames,
+            "padded_frames": padded,
+        },
+        "results": results,
+    }
+
+
+def format_table(table: dict) -> str:
+    batches = table["batches"]
+    lines = [
+        f"{table['steps']} training batches ({batches['frames']} frames, "
+        f"{batches['padded_frames']} with padding; sizes {batches['sizes']}), "
+        f"{table['threads']} threads",
+        f"{'rnn=':14} {'ms/step':>9} {'median':>9} {'x gru':>6} {'frames/s':>9} {'params':>9}",
+    ]
+    for name, row in table["results"].items():
+        lines.append(
+            f"{name:14} {row['ms_per_step']:9.1f} {row['median_ms']:9.1f} {row['x_gru']:6.2f} "
+            f"{row['frames_per_s']:9.0f} {row['parameters']:9d}"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--types", nargs="+", default=list(TYPES), help="gru is added")
+    parser.add_argument("--steps", type=int, default=10, help="timed batches per type")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--corpus-overrides",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Hydra overrides for every type (data.generator.num_train_speakers=2, ...)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("RNNLIB_DATA_DIR", str(REPO / "data")),
+        help="corpus and feature cache (default: $RNNLIB_DATA_DIR, else data/)",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the table as JSON")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    table = bench(args)
+    print(format_table(table), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=2))
+    return table
+
+
+if __name__ == "__main__":
+    main()
