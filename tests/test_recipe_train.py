@@ -118,9 +118,12 @@ def test_readme_commands_are_what_ci_and_tests_run():
     assert "-m recipes.timit.train" in makefile.split("\ntrain:")[1].split("\n\n")[0]
 
 
-@pytest.mark.parametrize("option", ["trainer.precision=bf16-mixed", "debug=default", "debug=fdr"])
+@pytest.mark.parametrize(
+    "option", ["trainer.precision=bf16-mixed", "compile=true", "debug=default", "debug=fdr"]
+)
 def test_option_trains_saves_evaluates_and_transcribes(option, data_dir, tmp_path):
-    """A checkpoint does not depend on how its run computed (bf16) or was cut short."""
+    """A checkpoint does not depend on how its run computed (bf16, torch.compile with inductor)
+    or was cut short."""
     run_dir = tmp_path / "run"
     tiny = ["rnn.hidden_size=16", "rnn.num_layers=1", "trainer.max_epochs=1"]
     run_entry("train", [option, *SMALL_CORPUS, *tiny], data_dir, run_dir)

@@ -288,3 +288,40 @@ def test_cuda_layer_matches_cpu(config):
     for g, e in zip(got, expected, strict=True):
         assert g.is_cuda
         assert_close(g.cpu(), e, torch.float64)
+
+
+@pytest.mark.parametrize("layer", [LiGRU, SLiGRU])
+def test_compiled_layer_runs_the_kernel_eagerly_for_every_length(layer):
+    """Under ``torch.compile`` the recurrence is left to the kernel (tracing its loop over time
+    would unroll it: minutes per length); outputs and gradients equal the eager layer's, and a
+    new length does not trace the model again."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    rnn = layer(5, input_size=4, bidirectional=True, nonlinearity="tanh").train()
+    head = torch.nn.Linear(10, 3)
+
+    def model(x, lengths):
+        return head(rnn(x, lengths)[0]).log_softmax(-1)
+
+    graphs = []
+
+    def backend(graph_module, example_inputs):  # a torch.compile backend that runs the graph
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    compiled = torch.compile(model, dynamic=True, backend=backend)
+    traced = 0
+    for time in (9, 13, 6):
+        x = torch.randn(3, time, 4)
+        lengths = torch.tensor([time, time - 2, 1])
+        torch.manual_seed(1)
+        got = compiled(x, lengths)
+        (grad,) = torch.autograd.grad(got.sum(), rnn.layers[0][0].w.weight)
+        torch.manual_seed(1)
+        expected = model(x, lengths)
+        (expected_grad,) = torch.autograd.grad(expected.sum(), rnn.layers[0][0].w.weight)
+        torch.testing.assert_close(got, expected)
+        torch.testing.assert_close(grad, expected_grad)
+        traced = traced if time != 9 else len(graphs)  # the graphs around the kernel
+    assert traced > 0
+    assert len(graphs) == traced  # each new length reused them

@@ -67,14 +67,18 @@ def build_recognizer(
     return module
 
 
-def compile_model(module: SpeechRecognizer) -> None:
+def compile_model(module: SpeechRecognizer, backend: str = "inductor") -> None:
     """``torch.compile`` the acoustic model in place, for shapes that change from batch to batch.
+
+    ``backend`` is ``torch.compile``'s (``"inductor"`` generates kernels; ``"aot_eager"`` traces
+    forward and backward without generating code: minutes less on a CPU, for checking a model
+    compiles).
 
     In place (``nn.Module.compile``): the state-dict keys stay those of the plain model, so a
     checkpoint of a compiled run loads into an uncompiled recogniser (``torch.compile(model)``
     would prefix every key with ``_orig_mod.``).
     """
-    module.model.compile(dynamic=True)
+    module.model.compile(dynamic=True, backend=backend)
 
 
 def train_and_evaluate(
@@ -85,7 +89,7 @@ def train_and_evaluate(
     posteriors into the run directory; return the results."""
     run_dir = Path(cfg.paths.output_dir)
     if cfg.compile:
-        compile_model(module)
+        compile_model(module, cfg.get("compile_backend", "inductor"))
     trainer = build_trainer(cfg)
     if trainer.is_global_zero:
         write_run_info(run_dir)

@@ -38,6 +38,7 @@ from rnnlib.torch_internals import layer_norm_input_grad, native_layer_norm
 CHUNK_STEPS = 64  # backward coefficients are computed this many steps at a time (bounded memory)
 
 
+@torch.compiler.disable  # a loop over time steps: torch.compile would unroll it (minutes per shape)
 def ligru_fast(
     inputs: Sequence[Tensor],
     weight_hh: Tensor,

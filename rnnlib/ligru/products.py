@@ -26,7 +26,6 @@ always stays with MKL: oneDNN would need both operands transposed in memory firs
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,8 +41,7 @@ ONEDNN_ROW_BLOCK = 8  # ... so more rows run as blocks of 8
 _forced: str | None = None
 
 
-@functools.cache
-def _cpuinfo() -> dict[str, str]:
+def _read_cpuinfo() -> dict[str, str]:
     """The first processor's fields of ``/proc/cpuinfo`` (empty where there is none)."""
     fields: dict[str, str] = {}
     try:
@@ -56,6 +54,15 @@ def _cpuinfo() -> dict[str, str]:
         key, _, value = line.partition(":")
         fields[key.strip()] = value.strip()
     return fields
+
+
+# Read once, at import: constants to torch.compile's tracer (which would trace a cache's body).
+_CPU_FIELDS = _read_cpuinfo()
+_ONEDNN_DTYPES = tuple(dt for dt in (torch.float32, torch.bfloat16) if onednn_linear_available(dt))
+
+
+def _cpuinfo() -> dict[str, str]:
+    return _CPU_FIELDS
 
 
 def cpu_vendor() -> str:
@@ -75,7 +82,7 @@ def product_route(dtype: torch.dtype = torch.float32) -> str:
     ...     product_route()
     'blas'
     """
-    if dtype not in (torch.float32, torch.bfloat16) or not onednn_linear_available(dtype):
+    if dtype not in _ONEDNN_DTYPES:
         return "blas"
     if _forced is not None:
         return _forced
