@@ -46,11 +46,11 @@ def test_prepare_labels_and_global_normalisation(tiny_data_cfg):
     )
     assert [len(c.splits[s]) for s in ("train", "dev", "test")] == [12, 6, 6]
     assert "utterances" in c.summary
-    train = torch.cat(c.splits["train"].feats)
+    train = torch.cat(list(c.splits["train"].feats))
     assert train.dtype == torch.float32
     torch.testing.assert_close(train.mean(0), torch.zeros(40), atol=1e-4, rtol=0)
     torch.testing.assert_close(train.std(0), torch.ones(40), atol=1e-3, rtol=0)
-    dev = torch.cat(c.splits["dev"].feats)
+    dev = torch.cat(list(c.splits["dev"].feats))
     assert dev.mean(0).abs().max() > 1e-3  # dev uses the training statistics, not its own
     for split in c.splits.values():
         for f, phones, segs, n in zip(split.feats, split.phones, split.segments, split.num_frames,
@@ -70,7 +70,7 @@ def test_speaker_and_no_normalisation(tiny_data_cfg):
     for s in set(split.speakers):
         x = torch.cat([f for f, k in zip(split.feats, split.speakers, strict=True) if k == s])
         torch.testing.assert_close(x.mean(0), torch.zeros(40), atol=1e-4, rtol=0)
-    raw = torch.cat(none.splits["train"].feats)
+    raw = torch.cat(list(none.splits["train"].feats))
     assert raw.mean() > 5  # raw log-mel energies
     ref = compute_fbank(load_waveform(Path(_wav_of(tiny_data_cfg, none))), FeatureConfig())
     torch.testing.assert_close(none.splits["train"].feats[0], ref)
@@ -85,8 +85,8 @@ def test_cache_is_reused(tiny_data_cfg, caplog):
     with caplog.at_level(logging.INFO, logger="recipes"):
         a = prepare_corpus(tiny_data_cfg, FBANK40)
         assert "computing features for train" in caplog.text
-        files = sorted(Path(tiny_data_cfg["cache_dir"]).glob("*/*.pt"))
-        assert [f.name for f in files] == ["dev.pt", "test.pt", "train.pt"]
+        files = sorted(Path(tiny_data_cfg["cache_dir"]).glob("*/*.f32"))
+        assert [f.name for f in files] == ["dev.f32", "test.f32", "train.f32"]
         mtimes = [f.stat().st_mtime_ns for f in files]
         caplog.clear()
         b = prepare_corpus(tiny_data_cfg, {**FBANK40, "normalization": "speaker"})
@@ -100,18 +100,20 @@ def test_cache_is_reused(tiny_data_cfg, caplog):
 
 
 def test_interrupted_write_leaves_no_trusted_cache(tiny_data_cfg, monkeypatch, caplog):
-    real_save = torch.save
+    real_fbank, calls = features.compute_fbank, []
 
-    def partial_save(obj, f, *args, **kwargs):
-        f.write(b"PK\x03\x04 half a file")
-        raise KeyboardInterrupt("killed mid-write")
+    def fbank_until_interrupted(waveform, cfg):
+        calls.append(1)
+        if len(calls) == 5:  # features of earlier utterances are already in the file
+            raise KeyboardInterrupt("interrupted mid-split")
+        return real_fbank(waveform, cfg)
 
-    monkeypatch.setattr(features.torch, "save", partial_save)
+    monkeypatch.setattr(features, "compute_fbank", fbank_until_interrupted)
     with pytest.raises(KeyboardInterrupt):
         prepare_corpus(tiny_data_cfg, FBANK40)
     cache = Path(tiny_data_cfg["cache_dir"])
     assert not [p for p in cache.rglob("*") if p.is_file() and p.name not in (".lock",)]
-    monkeypatch.setattr(features.torch, "save", real_save)
+    monkeypatch.setattr(features, "compute_fbank", real_fbank)
     with caplog.at_level(logging.INFO, logger="recipes"):
         c = prepare_corpus(tiny_data_cfg, FBANK40)
     assert "computing features for train" in caplog.text

@@ -37,8 +37,8 @@ def test_frame_targets_follow_the_segments_in_the_training_set():
     dataset = FramewiseDataset(split_of(SEGMENTS, TIMES), maps)
     index = {p: i for i, p in enumerate(maps.labels)}
     sil, aa, ix = index["sil"], index["aa"], index["ix"]
-    assert dataset.frame_targets[0].tolist() == [sil] * 5 + [aa] * 4 + [sil] * 2
-    assert dataset.frame_targets[1].tolist() == [sil] * 2 + [ix] * 3  # trailing q: to "ix"
+    assert dataset.frame_targets(0).tolist() == [sil] * 5 + [aa] * 4 + [sil] * 2
+    assert dataset.frame_targets(1).tolist() == [sil] * 2 + [ix] * 3  # trailing q: to "ix"
     assert dataset.reference_segments[0] == [(0.0, 0.05, "sil"), (0.05, 0.09, "aa"),
                                              (0.09, 0.11, "sil")]  # fmt: skip
     batch = collate_frames([dataset[0], dataset[1]])

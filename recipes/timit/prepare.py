@@ -17,7 +17,8 @@ import torch
 from recipes.timit.builtin.generate import GeneratorParams, ensure_builtin_corpus
 from recipes.timit.corpus import CorpusError, Utterance, read_timit_report, summary
 from recipes.timit.phones import phone_set
-from recipes.toolkit.data.features import SAMPLE_RATE, FeatureConfig, moments, normalize
+from recipes.toolkit.data.feature_store import moments
+from recipes.toolkit.data.features import SAMPLE_RATE, FeatureConfig, normalize
 from recipes.toolkit.data.features import prepare_features as compute_or_load
 from recipes.toolkit.data.prepared import PreparedCorpus, PreparedSplit
 from recipes.toolkit.data.segments import frame_segments
@@ -99,11 +100,11 @@ def prepare_corpus(
     if cfg.normalization != "global":
         stats = None
     elif stats is None:
-        stats = moments(raw["train"]["feats"])
+        stats = moments(raw["train"])
 
     prepared = {}
     for split, utts in splits.items():
-        feats = raw[split]["feats"]
+        feats = raw[split]
         speakers = [u.speaker for u in utts]
         prepared[split] = PreparedSplit(
             utt_ids=[u.utt_id for u in utts],
@@ -111,8 +112,8 @@ def prepare_corpus(
             feats=normalize(feats, speakers, cfg.normalization, stats),
             phones=[[p for p in u.phones if p != "q"] for u in utts],
             segments=[
-                frame_segments(u.segments, f.shape[0], cfg.length_samples, cfg.shift_samples)
-                for u, f in zip(utts, feats, strict=True)
+                frame_segments(u.segments, frames, cfg.length_samples, cfg.shift_samples)
+                for u, frames in zip(utts, feats.lengths, strict=True)
             ],
             times=[[(a / SAMPLE_RATE, b / SAMPLE_RATE, p) for a, b, p in u.segments] for u in utts],
         )

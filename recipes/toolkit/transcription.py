@@ -16,7 +16,8 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from recipes.toolkit.data.features import SAMPLE_RATE, FeatureConfig, compute_fbank, moments
+from recipes.toolkit.data.feature_store import moments
+from recipes.toolkit.data.features import SAMPLE_RATE, FeatureConfig, compute_fbank
 from recipes.toolkit.evaluation.scoring import apply_score_map
 from recipes.toolkit.recognizer import SpeechRecognizer
 

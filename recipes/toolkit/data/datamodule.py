@@ -54,7 +54,7 @@ class UtteranceDataset(Dataset):
         self.refs = [maps.to_reference(phones) for phones in split.phones]
 
     def __len__(self) -> int:
-        return len(self.split.feats)
+        return len(self.split.utt_ids)
 
     @staticmethod
     def min_frames(targets: list[int]) -> int:
@@ -157,14 +157,14 @@ class SpeechDataModule(L.LightningDataModule):
             return corpus
         index = self.maps.index
         problems, keep = [], []
-        for i, (utt_id, feats, phones) in enumerate(
-            zip(split.utt_ids, split.feats, split.phones, strict=True)
+        for i, (utt_id, frames, phones) in enumerate(
+            zip(split.utt_ids, split.num_frames, split.phones, strict=True)
         ):
             targets = [index[p] for p in self.maps.to_labels(phones)]
             need = self.dataset_class.min_frames(targets)
-            if len(feats) < need:
+            if frames < need:
                 problems.append(
-                    (f"train/{utt_id}", f"{len(feats)} frames, fewer than the {need} its "
+                    (f"train/{utt_id}", f"{frames} frames, fewer than the {need} its "
                      f"{len(targets)} labels need")
                 )  # fmt: skip
             else:
@@ -205,7 +205,7 @@ class SpeechDataModule(L.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = self.dataset(split)
         rank, world = self._rank_and_world()
-        lengths = [len(f) for f in dataset.split.feats]
+        lengths = dataset.split.num_frames
         max_frames = self.max_frames
         if train:
             sampler = FrameBudgetBatchSampler(

@@ -1,14 +1,17 @@
 """Kaldi-compatible log-mel filterbank features, computed once and cached on disk.
 
-Raw features (``torchaudio.compliance.kaldi.fbank`` + optional deltas) of every split are written
-atomically to ``<cache_dir>/<key>/<split>.pt`` where ``key`` hashes the corpus root, a fingerprint
-of its files (names, sizes, mtimes) and the feature configuration. Beside each split a sidecar
-``<split>.pt.sha256.json`` records the blob's byte size and sha256: a cache that is truncated or
-corrupted is named in a WARNING and recomputed. A cache written before sidecars existed is trusted
-when it loads with the expected structure, and then gets its sidecar. Every write into a cache
-folder holds its ``.lock``, so the temporary files found there when the lock is taken were left by
-a killed writer: they are removed (and logged). Normalisation (global from training statistics,
-per speaker, or none) is applied at load time.
+Raw features (``torchaudio.compliance.kaldi.fbank`` + optional deltas) of every split are
+streamed, as the worker processes compute them, into ``<cache_dir>/<key>/<split>.f32``: one
+contiguous little-endian float32 ``[frames, dim]`` array, opened memory-mapped (numpy's
+``memmap``), so that every process on a node shares the page cache and none holds a copy. Its
+index ``<split>.json`` records the utterance ids, their lengths, the byte size and the sha256;
+``key`` hashes the format version, the corpus root, a fingerprint of its files (names, sizes,
+mtimes) and the feature configuration. A truncated or corrupted array is named in a WARNING and
+recomputed; an array without an index (a killed writer) is recomputed. A cache of the first
+format (one ``torch.save`` blob per split) is converted, with a log line. Every write into a
+cache folder holds its ``.lock``, so the temporary files found there when the lock is taken were
+left by a killed writer: they are removed (and logged). Normalisation (global from training
+statistics, per speaker, or none) is applied as each utterance is read.
 
 >>> cfg = FeatureConfig(num_mel_bins=40, deltas=2)
 >>> cfg.dim
@@ -25,7 +28,7 @@ import logging
 import multiprocessing
 import multiprocessing.pool
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -35,10 +38,11 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from recipes.toolkit.run.atomic import atomic_torch_save, atomic_write_text, temporary_files
+from recipes.toolkit.data.feature_store import DTYPE, FeatureStore, moments
+from recipes.toolkit.run.atomic import atomic_write, atomic_write_text, temporary_files
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 1: a torch.save blob per split; 2: a memory-mapped array and its index
 SAMPLE_RATE = 16000  # Hz: what the features are computed at (a corpus checks, transcribe resamples)
 
 
@@ -150,12 +154,17 @@ def fingerprint(utts: Sequence[AudioItem]) -> str:
     return h.hexdigest()
 
 
-def cache_key(root: Path, splits: Mapping[str, Sequence[AudioItem]], cfg: FeatureConfig) -> str:
-    """Cache folder name for (corpus identity, file fingerprint, feature config)."""
+def cache_key(
+    root: Path,
+    splits: Mapping[str, Sequence[AudioItem]],
+    cfg: FeatureConfig,
+    version: int = CACHE_VERSION,
+) -> str:
+    """Cache folder name for (format version, corpus identity, file fingerprint, features)."""
     utts = [u for name in sorted(splits) for u in splits[name]]
     blob = json.dumps(
         {
-            "version": CACHE_VERSION,
+            "version": version,
             "root": str(Path(root).resolve()),
             "files": fingerprint(utts),
             "features": cfg.raw_key(),
@@ -168,9 +177,9 @@ def cache_key(root: Path, splits: Mapping[str, Sequence[AudioItem]], cfg: Featur
 
 def _compute_split(
     utts: Sequence[AudioItem], cfg: FeatureConfig, name: str, num_workers: int
-) -> list[torch.Tensor]:
+) -> Iterator[torch.Tensor]:
+    """The features of ``utts`` in order, computed by ``num_workers`` processes, with progress."""
     jobs = [(str(u.wav), cfg) for u in utts]
-    feats: list[torch.Tensor] = []
     t0, step = time.perf_counter(), max(1, len(jobs) // 10)
     pool = _pool(num_workers) if num_workers > 1 else None
     threads = torch.get_num_threads()
@@ -179,7 +188,7 @@ def _compute_split(
     try:
         it = pool.imap(_featurize, jobs, chunksize=8) if pool else map(_featurize, jobs)
         for i, f in enumerate(it, 1):
-            feats.append(f)
+            yield f
             if i % step == 0 or i == len(jobs):
                 log.info("features %s: %d/%d utterances (%.0f%%, %.1f s)", name, i, len(jobs),
                          100 * i / len(jobs), time.perf_counter() - t0)  # fmt: skip
@@ -187,7 +196,6 @@ def _compute_split(
         torch.set_num_threads(threads)
         if pool:
             pool.terminate()
-    return feats
 
 
 @contextlib.contextmanager
@@ -200,15 +208,19 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def split_files(folder: Path, name: str) -> tuple[Path, Path]:
+    """A split's feature array (``<name>.f32``) and its index (``<name>.json``) in ``folder``."""
+    return folder / f"{name}.f32", folder / f"{name}.json"
+
+
 def prepare_features(
     root: Path,
     splits: Mapping[str, Sequence[AudioItem]],
     cfg: FeatureConfig,
     cache_dir: Path,
     num_workers: int = 1,
-) -> dict[str, dict]:
-    """Raw features per split, computed once and cached. Each value holds ``utt_ids``,
-    ``feats`` (list of ``[T, dim]`` tensors), ``lengths``."""
+) -> dict[str, FeatureStore]:
+    """Raw (unnormalised) features per split, computed once, cached, opened memory-mapped."""
     folder = Path(cache_dir) / cache_key(root, splits, cfg)
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
@@ -219,32 +231,127 @@ def prepare_features(
             log.warning("removing %s, a temporary file left by an interrupted run", tmp)
             tmp.unlink(missing_ok=True)
         for name, utts in splits.items():
-            path = folder / f"{name}.pt"
             ids = [u.utt_id for u in utts]
-            blob = load_cached(path)
-            if blob is not None and blob["utt_ids"] == ids and blob["dim"] == cfg.dim:
-                log.info("reusing cached features %s (%d utterances)", path, len(ids))
-                out[name] = _unpack(blob)
+            store = load_split(folder, name, ids, cfg.dim)
+            if store is None:
+                store = _convert_version1(root, splits, cfg, cache_dir, folder, name, ids)
+            if store is not None:
+                log.info("reusing cached features %s (%d utterances, memory-mapped)",
+                         store.path, len(ids))  # fmt: skip
+                out[name] = store
                 continue
-            log.info("computing features for %s (%d utterances) -> %s", name, len(ids), path)
-            feats = _compute_split(utts, cfg, name, num_workers)
-            blob = {
-                "utt_ids": ids,
-                "dim": cfg.dim,
-                "lengths": [f.shape[0] for f in feats],
-                "data": torch.cat(feats) if feats else torch.zeros(0, cfg.dim),
-            }
-            save_cached(blob, path)
-            out[name] = _unpack(blob)
+            data_path, _ = split_files(folder, name)
+            log.info("computing features for %s (%d utterances) -> %s", name, len(ids), data_path)
+            write_split(folder, name, ids, cfg.dim, _compute_split(utts, cfg, name, num_workers))
+            out[name] = load_split(folder, name, ids, cfg.dim, verify=False)
         config, config_file = json.dumps(cfg.raw_key(), indent=1) + "\n", folder / "config.json"
         if not config_file.is_file() or config_file.read_bytes() != config.encode():
             atomic_write_text(config_file, config)
     return out
 
 
-def checksum_path(path: Path) -> Path:
-    """The sidecar recording the byte size and sha256 of the cache blob ``path``."""
-    return path.with_name(path.name + ".sha256.json")
+def write_split(
+    folder: Path, name: str, utt_ids: Sequence[str], dim: int, feats: Iterable[torch.Tensor]
+) -> None:
+    """Stream ``feats`` into the split's array file, then write its index (utterance ids,
+    lengths, byte size, sha256), each atomically: an array without an index is not trusted."""
+    data_path, index_path = split_files(folder, name)
+    index_path.unlink(missing_ok=True)
+    lengths: list[int] = []
+    digest = hashlib.sha256()
+
+    def write(handle) -> None:
+        for f in feats:
+            if f.dim() != 2 or f.shape[1] != dim:
+                raise ValueError(f"features of {name} must be [frames, {dim}], got {list(f.shape)}")
+            chunk = np.ascontiguousarray(f.numpy(), dtype=DTYPE).tobytes()
+            digest.update(chunk)
+            handle.write(chunk)
+            lengths.append(f.shape[0])
+
+    atomic_write(data_path, write)
+    if len(lengths) != len(utt_ids):
+        raise ValueError(f"{len(lengths)} feature arrays for {len(utt_ids)} utterances of {name}")
+    index = {
+        "version": CACHE_VERSION,
+        "file": data_path.name,
+        "dtype": "float32 little-endian, row-major [frames, dim]",
+        "dim": dim,
+        "bytes": data_path.stat().st_size,
+        "sha256": digest.hexdigest(),
+        "utt_ids": list(utt_ids),
+        "lengths": lengths,
+    }
+    atomic_write_text(index_path, json.dumps(index) + "\n")
+
+
+def load_split(
+    folder: Path, name: str, utt_ids: Sequence[str], dim: int, verify: bool = True
+) -> FeatureStore | None:
+    """The split's cached features, memory-mapped; None when there are none, when they are for
+    other utterances, or (with a WARNING naming the file and the problem) when they are damaged.
+    ``verify`` checks the array's sha256 against its index (one read of the file)."""
+    data_path, index_path = split_files(folder, name)
+    if not index_path.is_file():
+        if data_path.is_file():
+            log.info("%s has no index (its writer was interrupted); recomputing it", data_path)
+        return None
+    problem = None
+    try:
+        index = json.loads(index_path.read_text())
+        lengths, recorded_ids = [int(n) for n in index["lengths"]], list(index["utt_ids"])
+        expected_bytes, expected_sha = int(index["bytes"]), str(index["sha256"])
+        recorded_dim = int(index["dim"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        log.warning("cached features %s are damaged: its index %s is unreadable (%s); "
+                    "recomputing them", data_path, index_path.name, err)  # fmt: skip
+        return None
+    if recorded_ids != list(utt_ids) or recorded_dim != dim:
+        log.info("cached features %s are for other utterances or settings; recomputing", data_path)
+        return None
+    size = data_path.stat().st_size if data_path.is_file() else None
+    if size is None:
+        problem = "the file is missing"
+    elif size != expected_bytes or size != sum(lengths) * dim * DTYPE.itemsize:
+        problem = f"{size} bytes where {index_path.name} records {expected_bytes} (truncated?)"
+    elif verify and _sha256(data_path) != expected_sha:
+        problem = f"its sha256 differs from the one {index_path.name} records (corrupted)"
+    if problem is not None:
+        log.warning("cached features %s are damaged: %s; recomputing them", data_path, problem)
+        return None
+    return FeatureStore.from_file(data_path, dim, lengths)
+
+
+def _convert_version1(
+    root: Path,
+    splits: Mapping[str, Sequence[AudioItem]],
+    cfg: FeatureConfig,
+    cache_dir: Path,
+    folder: Path,
+    name: str,
+    utt_ids: Sequence[str],
+) -> FeatureStore | None:
+    """Rewrite a split cached in the first format (one ``torch.save`` blob per split, loaded
+    whole into memory) as a memory-mapped array; None when there is no such cache."""
+    old = Path(cache_dir) / cache_key(root, splits, cfg, version=1) / f"{name}.pt"
+    if not old.is_file():
+        return None
+    try:
+        blob = torch.load(old, weights_only=True)
+        data, lengths = blob["data"], list(blob["lengths"])
+        usable = blob["utt_ids"] == list(utt_ids) and data.shape == (sum(lengths), cfg.dim)
+    except Exception as err:  # torn or foreign: recompute
+        log.warning("old-format cached features %s cannot be loaded (%s: %s); recomputing them",
+                    old, type(err).__name__, err)  # fmt: skip
+        return None
+    if not usable:
+        return None
+    write_split(folder, name, utt_ids, cfg.dim, torch.split(data, lengths))
+    for path in (old, old.with_name(old.name + ".sha256.json")):
+        path.unlink(missing_ok=True)
+    log.info("converted old-format cached features %s to the memory-mapped %s (removed the old "
+             "file)", old, split_files(folder, name)[0])  # fmt: skip
+    return load_split(folder, name, utt_ids, cfg.dim, verify=False)
 
 
 def _sha256(path: Path) -> str:
@@ -255,102 +362,33 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _structure_problem(blob: object) -> str | None:
-    """What is wrong with a loaded cache blob, or None when it has the expected structure."""
-    keys = {"utt_ids", "dim", "lengths", "data"}
-    if not isinstance(blob, dict) or not keys <= blob.keys():
-        return f"not a feature cache (expected a dict with {sorted(keys)})"
-    data, lengths = blob["data"], blob["lengths"]
-    if not isinstance(data, torch.Tensor) or data.dim() != 2 or data.shape[1] != blob["dim"]:
-        return f"data is not a [frames, {blob['dim']}] tensor"
-    if len(lengths) != len(blob["utt_ids"]) or sum(lengths) != data.shape[0]:
-        return "utterance lengths do not match the data"
-    return None
-
-
-def load_cached(path: Path) -> dict | None:
-    """The cache blob at ``path`` once verified; None when there is none or (with a WARNING naming
-    the file and the problem) when it is damaged. A blob without a sidecar (written before they
-    existed) is verified by loading it, then gets its sidecar."""
-    if not path.is_file():
-        return None
-    sidecar = checksum_path(path)
-    recorded = None
-    problem = None
-    if sidecar.is_file():
-        try:
-            recorded = json.loads(sidecar.read_text())
-            expected_size, expected_sha = int(recorded["bytes"]), str(recorded["sha256"])
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            problem = f"its checksum file {sidecar.name} is unreadable ({err})"
-        else:
-            size = path.stat().st_size
-            if size != expected_size:
-                problem = f"{size} bytes where {sidecar.name} records {expected_size} (truncated?)"
-            elif _sha256(path) != expected_sha:
-                problem = f"its sha256 differs from the one {sidecar.name} records (corrupted)"
-    blob = None
-    if problem is None:
-        try:
-            blob = torch.load(path, weights_only=True)
-        except Exception as err:  # torn zip, bad pickle, ...: all mean "recompute"
-            problem = f"it cannot be loaded ({type(err).__name__}: {err})"
-        else:
-            problem = _structure_problem(blob)
-    if problem is not None:
-        log.warning("cached features %s are damaged: %s; recomputing them", path, problem)
-        return None
-    if recorded is None:
-        _write_checksum(path)
-        log.info("cached features %s load correctly; recorded their checksum", path)
-    return blob
-
-
-def save_cached(blob: dict, path: Path) -> None:
-    """Write ``blob`` to ``path`` and then its sidecar, both atomically (fsync, rename)."""
-    checksum_path(path).unlink(missing_ok=True)  # a kill before the new sidecar: verify by loading
-    atomic_torch_save(blob, path)
-    _write_checksum(path)
-
-
-def _write_checksum(path: Path) -> None:
-    record = {"file": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)}
-    atomic_write_text(checksum_path(path), json.dumps(record, indent=1) + "\n")
-
-
-def _unpack(blob: dict) -> dict:
-    feats = list(torch.split(blob["data"], blob["lengths"])) if blob["lengths"] else []
-    return {"utt_ids": blob["utt_ids"], "lengths": blob["lengths"], "feats": feats}
-
-
-def moments(feats: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and standard deviation over all frames (float64 accumulation)."""
-    x = torch.cat(list(feats)).double()
-    return x.mean(0), x.std(0).clamp_min(1e-5)
-
-
 def normalize(
-    feats: Sequence[torch.Tensor],
+    feats: FeatureStore,
     speakers: Sequence[str],
     mode: str,
     stats: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> list[torch.Tensor]:
-    """Apply ``global`` (``stats`` from training data), ``speaker`` or ``none`` normalisation."""
+) -> FeatureStore:
+    """``feats`` with ``global`` (``stats`` from training data), ``speaker`` or ``none``
+    normalisation, applied as each utterance is read."""
     if mode == "none":
-        return [f.float() for f in feats]
+        return feats
     if mode == "global":
         if stats is None:
             raise ValueError("global normalisation needs training statistics")
-        mean, std = stats
-        return [((f.double() - mean) / std).float() for f in feats]
+        return feats.normalized(*stats)
     if mode == "speaker":
         by_spk: dict[str, list[int]] = {}
         for i, s in enumerate(speakers):
             by_spk.setdefault(s, []).append(i)
-        out: list[torch.Tensor] = list(feats)
-        for idx in by_spk.values():
-            mean, std = moments([feats[i] for i in idx])
+        groups = [0] * len(speakers)
+        means, stds = [], []
+        for g, idx in enumerate(by_spk.values()):
+            mean, std = moments(feats.subset(idx))
+            means.append(mean)
+            stds.append(std)
             for i in idx:
-                out[i] = ((feats[i].double() - mean) / std).float()
-        return out
+                groups[i] = g
+        if not means:
+            return feats
+        return feats.normalized(torch.stack(means), torch.stack(stds), groups)
     raise ValueError(f"unknown normalization {mode!r}")

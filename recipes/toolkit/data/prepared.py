@@ -1,4 +1,7 @@
-"""A prepared corpus: normalised features and transcriptions of every split, in memory.
+"""A prepared corpus: normalised features and transcriptions of every split.
+
+The features are a sequence of ``[frames, dim]`` tensors: a memory-mapped
+:class:`~recipes.toolkit.data.feature_store.FeatureStore` from the cache, or a list in memory.
 
 >>> s = PreparedSplit(["u1"], ["spk"], [torch.zeros(3, 40)], [["h#"]], [[(0, 3, "h#")]])
 >>> s.num_frames
@@ -7,19 +10,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from recipes.toolkit.data.feature_store import FeatureStore
+
 
 @dataclass
 class PreparedSplit:
-    """Features and transcriptions of one split, in memory, in the corpus's own symbols."""
+    """Features and transcriptions of one split, in the corpus's own symbols."""
 
     utt_ids: list[str]
     speakers: list[str]
-    feats: list[torch.Tensor]  # [T, F] float32, normalised
+    feats: Sequence[torch.Tensor]  # [T, F] float32, normalised (a FeatureStore or a list)
     phones: list[list[str]]  # transcription (before the task's label maps)
     segments: list[list[tuple[int, int, str]]]  # frame segments of the transcription
     # the transcription's segments in seconds, as the corpus gives them (alignment references)
@@ -30,7 +36,9 @@ class PreparedSplit:
 
     @property
     def num_frames(self) -> list[int]:
-        """Frames per utterance."""
+        """Frames per utterance (without reading the features of a store)."""
+        if isinstance(self.feats, FeatureStore):
+            return self.feats.lengths
         return [f.shape[0] for f in self.feats]
 
     def subset(self, keep: list[int]) -> PreparedSplit:
@@ -43,7 +51,11 @@ class PreparedSplit:
         return PreparedSplit(
             utt_ids=[self.utt_ids[i] for i in keep],
             speakers=[self.speakers[i] for i in keep],
-            feats=[self.feats[i] for i in keep],
+            feats=(
+                self.feats.subset(keep)
+                if isinstance(self.feats, FeatureStore)
+                else [self.feats[i] for i in keep]
+            ),
             phones=[self.phones[i] for i in keep],
             segments=[self.segments[i] for i in keep],
             times=None if self.times is None else [self.times[i] for i in keep],

@@ -26,19 +26,22 @@ class FramewiseDataset(UtteranceDataset):
 
     def __init__(self, split: PreparedSplit, maps: LabelMaps):
         super().__init__(split, maps)
-        label_index = {label: i for i, label in enumerate(maps.labels)}
+        self.label_index = {label: i for i, label in enumerate(maps.labels)}
 
         def to_label(symbol: str) -> str | None:
             mapped = maps.to_labels([symbol])
             return mapped[0] if mapped else None
 
-        self.frame_targets = [
-            frame_labels(relabel_segments(segments, to_label), len(feats), 1, 1, label_index)
-            for segments, feats in zip(split.segments, split.feats, strict=True)
-        ]
+        # Segments, not per-frame targets, are kept: memory grows with utterances, not frames.
+        self.label_segments = [relabel_segments(segments, to_label) for segments in split.segments]
+        self.num_frames = split.num_frames
         self.reference_segments = (
             None if split.times is None else [relabel_segments(t, to_label) for t in split.times]
         )
+
+    def frame_targets(self, i: int) -> torch.Tensor:
+        """The 0-based training label of every frame of utterance ``i``."""
+        return frame_labels(self.label_segments[i], self.num_frames[i], 1, 1, self.label_index)
 
     @staticmethod
     def min_frames(targets: list[int]) -> int:
@@ -47,7 +50,7 @@ class FramewiseDataset(UtteranceDataset):
 
     def __getitem__(self, i: int) -> dict:
         item = super().__getitem__(i)
-        item["frame_targets"] = self.frame_targets[i]
+        item["frame_targets"] = self.frame_targets(i)
         item["reference_segments"] = (
             self.reference_segments[i] if self.reference_segments is not None else None
         )
