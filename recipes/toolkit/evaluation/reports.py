@@ -8,8 +8,41 @@ from recipes.toolkit.evaluation.scoring import align, confusions, count_errors
 from recipes.toolkit.run.atomic import atomic_write_text
 
 
+def sclite_id(speaker: str, utt_id: str) -> str:
+    """The utterance id of a sclite ``trn`` line, ``<speaker>_<utterance>`` (``-i spu_id``).
+
+    sclite takes the text before the first ``_`` or ``-`` as the speaker, so those characters
+    are dropped from ``speaker``; an ``utt_id`` that already starts with the speaker and a
+    separator (TIMIT's ``fadg0_si1279``) is kept, written with ``_``.
+
+    >>> sclite_id("fadg0", "fadg0_si1279"), sclite_id("fadg0", "si1279"), sclite_id("s_1", "u")
+    ('fadg0_si1279', 'fadg0_si1279', 's1_u')
+    """
+    prefix = speaker.replace("_", "").replace("-", "")
+    if speaker == prefix and utt_id.startswith((f"{speaker}_", f"{speaker}-")):
+        return f"{speaker}_{utt_id[len(speaker) + 1 :]}"
+    return f"{prefix}_{utt_id}"
+
+
+def trn_line(phones: list[str], speaker: str, utt_id: str) -> str:
+    """One line of a sclite ``trn`` file: the phones, then the id in parentheses.
+
+    >>> trn_line(["sil", "b", "aa"], "mbjk0", "mbjk0_sx1")
+    'sil b aa (mbjk0_sx1)'
+    >>> trn_line([], "mbjk0", "sx1")
+    '(mbjk0_sx1)'
+    """
+    return " ".join([*phones, f"({sclite_id(speaker, utt_id)})"])
+
+
 def write_evaluation(records: list[dict], out_dir: Path, split: str) -> dict:
-    """Write ``<split>_hyp_ref.txt``, ``<split>_speakers.tsv`` and ``<split>_confusions.tsv``.
+    """Write ``<split>_hyp_ref.txt``, ``<split>_speakers.tsv``, ``<split>_confusions.tsv`` and
+    the sclite transcripts ``<split>_ref.trn`` and ``<split>_hyp.trn``.
+
+    ``records`` hold ``utt_id``, ``speaker``, ``ref`` and ``hyp`` (phones of the scoring set);
+    every file lists the utterances sorted by ``utt_id``. The ``trn`` lines end in the id
+    ``(<speaker>_<utterance>)`` (:func:`sclite_id`), so that NIST's sclite scores them, per
+    speaker too, with ``sclite -r <split>_ref.trn trn -h <split>_hyp.trn trn -i spu_id``.
 
     Returns ``{"per", "substitutions", "deletions", "insertions", "phones", "utterances"}``.
     """
@@ -17,6 +50,13 @@ def write_evaluation(records: list[dict], out_dir: Path, split: str) -> dict:
     records = sorted(records, key=lambda r: r["utt_id"])
     alignments, by_speaker = [], defaultdict(list)
     total = None
+    with (
+        open(out_dir / f"{split}_ref.trn", "w") as ref_trn,
+        open(out_dir / f"{split}_hyp.trn", "w") as hyp_trn,
+    ):
+        for record in records:
+            ref_trn.write(trn_line(record["ref"], record["speaker"], record["utt_id"]) + "\n")
+            hyp_trn.write(trn_line(record["hyp"], record["speaker"], record["utt_id"]) + "\n")
     with open(out_dir / f"{split}_hyp_ref.txt", "w") as lines:
         for record in records:
             counts = count_errors(record["ref"], record["hyp"])

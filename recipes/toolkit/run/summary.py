@@ -4,6 +4,13 @@ A configuration is a run's Hydra overrides minus the seed and keys that only say
 live (``hydra.*``, ``paths.*``, ...). Runs without a readable ``results.json`` are kept as failed
 or unfinished records and reported, never dropped.
 
+Each configuration is also compared with the best one (lowest mean test PER) on the test
+utterances: NIST's matched-pairs test (:func:`~recipes.toolkit.evaluation.significance.mapsswe`,
+utterances as segments) and a paired bootstrap interval of the PER difference, both on
+per-utterance errors read from the runs' ``eval/test_hyp_ref.txt``. Seeds are pooled, not
+paired: per utterance, a configuration's errors are summed over its seeds and divided by their
+number (see :func:`~recipes.toolkit.evaluation.significance.pool_runs`).
+
 Example:
     >>> rows = summarize([
     ...     RunRecord(Path("a"), "rnn=gru", 1, "gru", "3x256 bi", dev_per=20.0, test_per=22.0),
@@ -22,10 +29,19 @@ from pathlib import Path
 
 import yaml
 
+from recipes.toolkit.evaluation.significance import (
+    mapsswe,
+    pair_utterances,
+    paired_bootstrap,
+    pool_runs,
+)
+
 # Override keys that never change what is trained (besides the seed, which defines replicas).
 IGNORED_KEYS = {"seed", "ckpt_path", "prepare_workers", "data.num_workers", "data.cache_dir"}
 IGNORED_PREFIXES = ("hydra.", "hydra/", "paths.")
 ERROR_FILES = ("*.err", "error*.txt", "error*.log")
+SIGNIFICANCE_SPLIT = "test"  # the split whose per-utterance errors are compared with the best
+ALPHA = 0.05  # "differs from the best" when the matched-pairs p-value is below this
 
 
 @dataclass
@@ -66,6 +82,14 @@ class Row:
     parameters: int | None = None
     train_seconds: float | None = None
     epochs: float | None = None
+    # Against the best configuration on SIGNIFICANCE_SPLIT: "best", "yes"/"no" (p < ALPHA) or
+    # "–" (no comparison: no test PER, or per-utterance files missing; ``note`` says why).
+    vs_best: str = "–"
+    p_value: float | None = None  # matched-pairs test (MAPSSWE), two-sided
+    diff_to_best: float | None = None  # PER of this configuration minus the best's (points)
+    diff_ci_low: float | None = None  # paired bootstrap 95 % interval of diff_to_best
+    diff_ci_high: float | None = None
+    note: str = ""
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -155,8 +179,10 @@ def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     return statistics.fmean(present), std
 
 
-def summarize(records: list[RunRecord]) -> list[Row]:
-    """One row per configuration over its successful runs, sorted by mean dev PER."""
+def summarize(records: list[RunRecord], bootstrap_samples: int = 1000, seed: int = 0) -> list[Row]:
+    """One row per configuration over its successful runs, sorted by mean dev PER, each
+    compared with the best configuration on the test split (``vs_best`` and the fields after
+    it; ``bootstrap_samples`` resamples drawn with ``seed``)."""
     groups: dict[str, list[RunRecord]] = {}
     for record in records:
         if record.ok:
@@ -184,8 +210,55 @@ def summarize(records: list[RunRecord]) -> list[Row]:
                 epochs=statistics.fmean(epochs) if epochs else None,
             )
         )
+    _compare_with_best(rows, groups, bootstrap_samples, seed)
     inf = float("inf")
     return sorted(rows, key=lambda r: (r.dev_mean if r.dev_mean is not None else inf, r.config))
+
+
+def _pooled(runs: list[RunRecord]) -> dict[str, tuple[float, int]]:
+    """The runs' per-utterance errors on SIGNIFICANCE_SPLIT, averaged over seeds."""
+    paths = [run.path / "eval" / f"{SIGNIFICANCE_SPLIT}_hyp_ref.txt" for run in runs]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no per-utterance file {missing[0]}")
+    return pool_runs(paths)
+
+
+def _compare_with_best(
+    rows: list[Row], groups: dict[str, list[RunRecord]], samples: int, seed: int
+) -> None:
+    """Fill ``vs_best`` ... ``note`` of ``rows``: the best has the lowest mean test PER."""
+    scored = [r for r in rows if r.test_mean is not None]
+    if not scored:
+        return
+    best = min(scored, key=lambda r: (r.test_mean, r.config))
+    best.vs_best = "best"
+    try:
+        best_errors = _pooled(groups[best.config])
+    except (OSError, ValueError) as exc:
+        best.note = str(exc)
+        for row in scored:
+            if row is not best:
+                row.note = "the best configuration has no per-utterance errors to compare with"
+        return
+    for row in scored:
+        if row is best:
+            continue
+        try:
+            paired = pair_utterances(
+                _pooled(groups[row.config]), best_errors, row.config, f"best ({best.config})"
+            )
+            test = mapsswe(paired.errors_a, paired.errors_b)
+        except (OSError, ValueError) as exc:
+            row.note = str(exc)
+            continue
+        interval = paired_bootstrap(
+            paired.errors_a, paired.errors_b, paired.reference, samples=samples, seed=seed
+        )
+        row.vs_best = "yes" if test.p_value < ALPHA else "no"
+        row.p_value = test.p_value
+        row.diff_to_best = interval.difference
+        row.diff_ci_low, row.diff_ci_high = interval.ci_low, interval.ci_high
 
 
 def _pm(mean: float | None, std: float | None) -> str:
@@ -198,21 +271,39 @@ def _num(value: float | None, fmt: str = "{:.0f}") -> str:
     return "–" if value is None else fmt.format(value)
 
 
+def _vs_best(row: Row) -> str:
+    """``yes (p = 0.0012)``, ``no (p = 0.4100)``, ``best`` or ``–``."""
+    if row.p_value is None:
+        return row.vs_best
+    p = "p < 0.0001" if row.p_value < 1e-4 else f"p = {row.p_value:.4f}"
+    return f"{row.vs_best} ({p})"
+
+
 def to_markdown(rows: list[Row], failed: list[RunRecord]) -> str:
     """A Markdown table of ``rows`` followed by the failed or unfinished runs."""
     lines = [
         "| configuration | rnn | topology | seeds | dev PER % | test PER % | parameters "
-        "| train s | epochs |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| train s | epochs | differs from the best at p < {ALPHA:g} |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r.config} | {r.rnn} | {r.topology} | {r.n} | {_pm(r.dev_mean, r.dev_std)} "
             f"| {_pm(r.test_mean, r.test_std)} | {_num(r.parameters, '{:,}')} "
-            f"| {_num(r.train_seconds)} | {_num(r.epochs, '{:g}')} |"
+            f"| {_num(r.train_seconds)} | {_num(r.epochs, '{:g}')} | {_vs_best(r)} |"
         )
     lines.append("")
     lines.append("PER: mean ± sample standard deviation over seeds (no ± with one seed).")
+    lines.append(
+        f"Differs from the best: NIST's matched-pairs test (MAPSSWE, utterances as segments) "
+        f"on the {SIGNIFICANCE_SPLIT} utterances against the configuration with the lowest mean "
+        f"{SIGNIFICANCE_SPLIT} PER, each configuration's per-utterance errors averaged over its "
+        f"seeds; – without eval/{SIGNIFICANCE_SPLIT}_hyp_ref.txt files."
+    )
+    notes = [r for r in rows if r.note]
+    if notes:
+        lines += ["", "Not compared with the best:", ""]
+        lines += [f"- {r.config}: {r.note}" for r in notes]
     if failed:
         lines += ["", f"Failed or unfinished runs ({len(failed)}):", ""]
         lines += [f"- `{f.path}` ({f.config}, seed {f.seed}): {f.reason}" for f in failed]
@@ -226,6 +317,16 @@ def to_csv(rows: list[Row], failed: list[RunRecord]) -> str:
         "status", "config", "rnn", "topology", "n", "seeds", "dev_mean", "dev_std", "test_mean",
         "test_std", "parameters", "train_seconds", "epochs", "path", "reason",
     ]  # fmt: skip
+    # Against the best configuration on the test split (Row.vs_best ...), before "path".
+    compared = {
+        "test_differs_from_best": "vs_best",
+        "test_p_value": "p_value",
+        "test_diff_to_best": "diff_to_best",
+        "test_diff_ci_low": "diff_ci_low",
+        "test_diff_ci_high": "diff_ci_high",
+        "test_note": "note",
+    }
+    columns[13:13] = list(compared)
     writer = csv.DictWriter(out, columns, lineterminator="\n")
     writer.writeheader()
     for r in rows:
@@ -234,6 +335,7 @@ def to_csv(rows: list[Row], failed: list[RunRecord]) -> str:
                 "status": "ok",
                 **{k: getattr(r, k) for k in columns[1:13] if k != "seeds"},
                 "seeds": " ".join(str(s) for s in r.seeds),
+                **{column: getattr(r, name) for column, name in compared.items()},
             }
         )
     for f in failed:
