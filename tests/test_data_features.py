@@ -9,6 +9,7 @@ import torchaudio
 
 import recipes.toolkit.data.features as features
 from recipes.timit.prepare import prepare_corpus
+from recipes.toolkit.data.fbank import KaldiFbank
 from recipes.toolkit.data.features import FeatureConfig, compute_fbank, load_waveform
 
 FBANK40 = {"num_mel_bins": 40, "frame_length_ms": 25.0, "frame_shift_ms": 10.0, "dither": 0.0,
@@ -131,3 +132,22 @@ def test_parallel_preparation_matches_serial(tiny_data_cfg, tmp_path):
 def test_missing_root_in_config():
     with pytest.raises(ValueError, match="data.root"):
         prepare_corpus({"name": "timit", "root": "???"}, FBANK40)
+
+
+@pytest.mark.parametrize("bins,length_ms,shift_ms", [(23, 25.0, 10.0), (40, 25.0, 10.0),
+                                                     (80, 20.0, 5.0)])  # fmt: skip
+def test_filterbank_equals_torchaudios_kaldi_fbank(bins, length_ms, shift_ms):
+    bank = KaldiFbank(bins, length_ms, shift_ms)
+    generator = torch.Generator().manual_seed(bins)
+    window = bank.length
+    for samples in (window, window + 1, window + bank.shift, 16000, 48731):
+        wave = (torch.randn(1, samples, generator=generator) * 3000).round()
+        wave[:, : samples // 3] *= 0.001  # a quiet stretch: small energies, the floor nearby
+        expected = torchaudio.compliance.kaldi.fbank(
+            wave, num_mel_bins=bins, frame_length=length_ms, frame_shift=shift_ms, dither=0.0,
+            energy_floor=0.0, sample_frequency=16000,
+        )  # fmt: skip
+        got = bank(wave)
+        assert got.shape == expected.shape and got.dtype == torch.float32
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=2e-5)
+    assert bank(torch.zeros(1, window - 1)).shape == (0, bins)

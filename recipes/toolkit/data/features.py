@@ -1,8 +1,8 @@
 """Kaldi-compatible log-mel filterbank features, computed once and cached on disk.
 
-Raw features (``torchaudio.compliance.kaldi.fbank`` + optional deltas) of every split are
-streamed, as the worker processes compute them, into ``<cache_dir>/<key>/<split>.f32``: one
-contiguous little-endian float32 ``[frames, dim]`` array, opened memory-mapped (numpy's
+Raw features (Kaldi's filterbank, :mod:`recipes.toolkit.data.fbank`, + optional deltas) of every
+split are streamed, as the worker processes compute them, into ``<cache_dir>/<key>/<split>.f32``:
+one contiguous little-endian float32 ``[frames, dim]`` array, opened memory-mapped (numpy's
 ``memmap``), so that every process on a node shares the page cache and none holds a copy. Its
 index ``<split>.json`` records the utterance ids, their lengths, the byte size and the sha256;
 ``key`` hashes the format version, the corpus root, a fingerprint of its files (names, sizes,
@@ -38,6 +38,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from recipes.toolkit.data.fbank import kaldi_fbank
 from recipes.toolkit.data.feature_store import DTYPE, FeatureStore, moments
 from recipes.toolkit.run.atomic import atomic_write, atomic_write_text, temporary_files
 
@@ -104,15 +105,18 @@ class FeatureConfig:
 
 def compute_fbank(waveform: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     """``[T, dim]`` float32 features of a ``[1, N]`` waveform (int16 scale, as Kaldi)."""
-    feats = torchaudio.compliance.kaldi.fbank(
-        waveform,
-        num_mel_bins=cfg.num_mel_bins,
-        frame_length=cfg.frame_length_ms,
-        frame_shift=cfg.frame_shift_ms,
-        dither=cfg.dither,
-        sample_frequency=SAMPLE_RATE,
-        energy_floor=0.0,
-    )
+    if cfg.dither == 0:
+        feats = kaldi_fbank(cfg.num_mel_bins, cfg.frame_length_ms, cfg.frame_shift_ms)(waveform)
+    else:
+        feats = torchaudio.compliance.kaldi.fbank(
+            waveform,
+            num_mel_bins=cfg.num_mel_bins,
+            frame_length=cfg.frame_length_ms,
+            frame_shift=cfg.frame_shift_ms,
+            dither=cfg.dither,
+            sample_frequency=SAMPLE_RATE,
+            energy_floor=0.0,
+        )
     if cfg.deltas:
         d1 = torchaudio.functional.compute_deltas(feats.T.unsqueeze(0)).squeeze(0)
         parts = [feats, d1.T]
@@ -139,9 +143,11 @@ def _pool(num_workers: int) -> multiprocessing.pool.Pool:
     return ctx.Pool(num_workers, initializer=_worker_init)
 
 
-def _featurize(args: tuple[str, FeatureConfig]) -> torch.Tensor:
+def _featurize(args: tuple[str, FeatureConfig]) -> np.ndarray:
+    # A numpy array, not a tensor: a tensor sent between processes goes through torch's
+    # shared-memory reduction (a shared file per tensor), which costs more than the features.
     path, cfg = args
-    return compute_fbank(load_waveform(Path(path)), cfg)
+    return compute_fbank(load_waveform(Path(path)), cfg).numpy()
 
 
 def fingerprint(utts: Sequence[AudioItem]) -> str:
@@ -176,25 +182,37 @@ def cache_key(
 
 
 def _compute_split(
-    utts: Sequence[AudioItem], cfg: FeatureConfig, name: str, num_workers: int
+    utts: Sequence[AudioItem],
+    cfg: FeatureConfig,
+    name: str,
+    pool: multiprocessing.pool.Pool | None,
+    num_workers: int,
 ) -> Iterator[torch.Tensor]:
-    """The features of ``utts`` in order, computed by ``num_workers`` processes, with progress."""
+    """The features of ``utts`` in order, computed by ``pool`` (None: here), with progress."""
     jobs = [(str(u.wav), cfg) for u in utts]
     t0, step = time.perf_counter(), max(1, len(jobs) // 10)
-    pool = _pool(num_workers) if num_workers > 1 else None
+    chunk = max(1, min(64, len(jobs) // (8 * num_workers)))  # few round trips, balanced ends
+    it = pool.imap(_featurize, jobs, chunksize=chunk) if pool else map(_featurize, jobs)
+    for i, f in enumerate(it, 1):
+        yield torch.from_numpy(f)
+        if i % step == 0 or i == len(jobs):
+            log.info("features %s: %d/%d utterances (%.0f%%, %.1f s)", name, i, len(jobs),
+                     100 * i / len(jobs), time.perf_counter() - t0)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _workers(num_workers: int) -> Iterator[multiprocessing.pool.Pool | None]:
+    """A pool of ``num_workers`` feature processes for every split (None: compute here, on
+    one thread: per-utterance operations are small, more threads only contend)."""
     threads = torch.get_num_threads()
+    pool = _pool(num_workers) if num_workers > 1 else None
     if pool is None:
-        torch.set_num_threads(1)  # per-utterance ops are tiny: threads only contend
+        torch.set_num_threads(1)
     try:
-        it = pool.imap(_featurize, jobs, chunksize=8) if pool else map(_featurize, jobs)
-        for i, f in enumerate(it, 1):
-            yield f
-            if i % step == 0 or i == len(jobs):
-                log.info("features %s: %d/%d utterances (%.0f%%, %.1f s)", name, i, len(jobs),
-                         100 * i / len(jobs), time.perf_counter() - t0)  # fmt: skip
+        yield pool
     finally:
         torch.set_num_threads(threads)
-        if pool:
+        if pool is not None:
             pool.terminate()
 
 
@@ -230,20 +248,26 @@ def prepare_features(
         for tmp in temporary_files(folder):
             log.warning("removing %s, a temporary file left by an interrupted run", tmp)
             tmp.unlink(missing_ok=True)
-        for name, utts in splits.items():
-            ids = [u.utt_id for u in utts]
-            store = load_split(folder, name, ids, cfg.dim)
-            if store is None:
-                store = _convert_version1(root, splits, cfg, cache_dir, folder, name, ids)
-            if store is not None:
-                log.info("reusing cached features %s (%d utterances, memory-mapped)",
-                         store.path, len(ids))  # fmt: skip
-                out[name] = store
-                continue
-            data_path, _ = split_files(folder, name)
-            log.info("computing features for %s (%d utterances) -> %s", name, len(ids), data_path)
-            write_split(folder, name, ids, cfg.dim, _compute_split(utts, cfg, name, num_workers))
-            out[name] = load_split(folder, name, ids, cfg.dim, verify=False)
+        with contextlib.ExitStack() as stack:
+            workers: list = []  # the pool, started for the first split to compute
+            for name, utts in splits.items():
+                ids = [u.utt_id for u in utts]
+                store = load_split(folder, name, ids, cfg.dim)
+                if store is None:
+                    store = _convert_version1(root, splits, cfg, cache_dir, folder, name, ids)
+                if store is not None:
+                    log.info("reusing cached features %s (%d utterances, memory-mapped)",
+                             store.path, len(ids))  # fmt: skip
+                    out[name] = store
+                    continue
+                data_path, _ = split_files(folder, name)
+                log.info("computing features for %s (%d utterances) -> %s", name, len(ids),
+                         data_path)  # fmt: skip
+                if not workers:
+                    workers.append(stack.enter_context(_workers(num_workers)))
+                feats = _compute_split(utts, cfg, name, workers[0], num_workers)
+                write_split(folder, name, ids, cfg.dim, feats)
+                out[name] = load_split(folder, name, ids, cfg.dim, verify=False)
         config, config_file = json.dumps(cfg.raw_key(), indent=1) + "\n", folder / "config.json"
         if not config_file.is_file() or config_file.read_bytes() != config.encode():
             atomic_write_text(config_file, config)
