@@ -7,7 +7,11 @@ corpus: its data module (features, frame-budget batches) and, per type, its reco
 recogniser's ``training_step`` (forward and CTC loss), backward, clipping, optimizer step and
 zeroing of the gradients. Every type steps through the same first ``--steps`` training batches
 of the first epoch, the types interleaved batch by batch so that load on a shared machine hits
-them alike, after one warm-up step each.
+them alike, after one warm-up step each. Beside each step the type's bare layer stack (the
+recogniser's own encoder) takes ``scripts/bench_rnn.py``'s training step (forward and backward
+of the output's sum, no lengths) on a random batch of the same shape: ``x layer`` is the recipe
+step over that (target <= 1.5: the recipe adds features, CTC, clipping and the optimizer, not
+another multiple of the layer).
 
 A type ``<name>@packed`` (``lstm@packed``, ``gru@packed``, ``rnn@packed``) runs that recogniser
 with its encoder routed through the packed path rnnlib took before (``pack_padded_sequence``
@@ -35,6 +39,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_rnn import training_step as bare_layer_step  # noqa: E402
 
 from recipes.timit.data import timit_datamodule
 from recipes.timit.phones import scoring_map
@@ -141,15 +148,21 @@ def bench(args: argparse.Namespace) -> dict:
         )
     runners = {name: Runner(name, configs[name], datamodule) for name in types}
     seconds: dict[str, list[float]] = {name: [] for name in types}
+    bare: dict[str, list[float]] = {name: [] for name in types}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*self.log.*")  # no Trainer to log to
         for runner in runners.values():  # warm-up: allocations, kernel set-up
             runner.step(batches[0], 0)
+            bare_layer_step(runner.module.model.encoder, torch.randn_like(batches[0]["feats"]))
         for index, batch in enumerate(batches):
+            x = torch.randn_like(batch["feats"])  # the batch's shape, no lengths: bench_rnn's
             for name, runner in runners.items():
                 start = time.perf_counter()
                 runner.step(batch, index)
                 seconds[name].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                bare_layer_step(runner.module.model.encoder, x)
+                bare[name].append(time.perf_counter() - start)
             done = ", ".join(f"{name} {seconds[name][-1] * 1e3:.0f}" for name in types)
             print(f"batch {index + 1}/{len(batches)} ms: {done}", file=sys.stderr, flush=True)
     frames = sum(int(batch["lengths"].sum()) for batch in batches)
@@ -163,6 +176,8 @@ def bench(args: argparse.Namespace) -> dict:
             "median_ms": statistics.median(seconds[name]) * 1e3,
             "frames_per_s": frames / total,
             "x_gru": total / base,
+            "bare_layer_ms": sum(bare[name]) / len(batches) * 1e3,
+            "x_bare_layer": total / sum(bare[name]),
             "step_ms": [s * 1e3 for s in seconds[name]],
             "parameters": runners[name].parameters,
             "skipped_steps": runners[name].skipped,
@@ -186,12 +201,14 @@ def format_table(table: dict) -> str:
         f"{table['steps']} training batches ({batches['frames']} frames, "
         f"{batches['padded_frames']} with padding; sizes {batches['sizes']}), "
         f"{table['threads']} threads",
-        f"{'rnn=':14} {'ms/step':>9} {'median':>9} {'x gru':>6} {'frames/s':>9} {'params':>9}",
+        f"{'rnn=':14} {'ms/step':>9} {'median':>9} {'x gru':>6} {'frames/s':>9} {'params':>9} "
+        f"{'layer ms':>9} {'x layer':>8}",
     ]
     for name, row in table["results"].items():
         lines.append(
             f"{name:14} {row['ms_per_step']:9.1f} {row['median_ms']:9.1f} {row['x_gru']:6.2f} "
-            f"{row['frames_per_s']:9.0f} {row['parameters']:9d}"
+            f"{row['frames_per_s']:9.0f} {row['parameters']:9d} {row['bare_layer_ms']:9.1f} "
+            f"{row['x_bare_layer']:8.2f}"
         )
     return "\n".join(lines)
 

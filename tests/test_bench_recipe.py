@@ -48,6 +48,8 @@ def test_table_has_every_type_on_the_same_batches_with_ratios_to_gru(tmp_path):
         seconds = row["ms_per_step"] * 2 / 1e3
         assert row["frames_per_s"] * seconds == pytest.approx(batches["frames"])
         assert row["x_gru"] == pytest.approx(row["ms_per_step"] / rows["gru"]["ms_per_step"])
+        assert row["bare_layer_ms"] > 0
+        assert row["x_bare_layer"] == pytest.approx(row["ms_per_step"] / row["bare_layer_ms"])
     assert rows["gru"]["x_gru"] == 1.0
     # The overrides reached every model (2 x 16 units, not 3 x 256); the packed run is the same
     # model on another route.
