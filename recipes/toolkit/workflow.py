@@ -90,12 +90,13 @@ def train_and_evaluate(
     run_dir = Path(cfg.paths.output_dir)
     if cfg.compile:
         compile_model(module, cfg.get("compile_backend", "inductor"))
-    trainer = build_trainer(cfg)
+    resume_from = resume_checkpoint(cfg.ckpt_path, run_dir)  # once: it removes stale files
+    trainer = build_trainer(cfg, resume_from=resume_from)
     if trainer.is_global_zero:
         write_run_info(run_dir)
         write_skipped(datamodule.load().skipped, run_dir)
     started = time.time()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg.ckpt_path, run_dir))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     train_seconds = time.time() - started
     checkpoint = trainer.checkpoint_callback.best_model_path or None
     best_score = trainer.checkpoint_callback.best_model_score

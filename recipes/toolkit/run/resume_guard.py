@@ -25,8 +25,6 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from recipes.toolkit.run.resume import resume_checkpoint
-
 log = logging.getLogger(__name__)
 
 # Where checkpoints keep the resolved config of the run that wrote them.
@@ -137,8 +135,9 @@ class ResumeGuard(L.Callback):
     """Keep the run's resolved config in its checkpoints; refuse to resume a checkpoint whose
     run had other settings (:func:`check_resume`), before the fit restores anything."""
 
-    def __init__(self, cfg: DictConfig) -> None:
+    def __init__(self, cfg: DictConfig, resume_from: str | None = None) -> None:
         self.cfg = cfg
+        self.resume_from = resume_from  # the checkpoint the fit resumes (None: a fresh start)
 
     def settings(self) -> dict[str, Any]:
         """This start's config, resolved, as plain data."""
@@ -147,7 +146,7 @@ class ResumeGuard(L.Callback):
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        path = resume_checkpoint(self.cfg.get("ckpt_path"), Path(self.cfg.paths.output_dir))
+        path = self.resume_from
         if path is None or not Path(path).is_file():
             return  # nothing to resume (a missing explicit path is Lightning's to report)
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)

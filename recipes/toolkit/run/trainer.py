@@ -11,15 +11,16 @@ from recipes.toolkit.run.preemption import trainer_plugins
 from recipes.toolkit.run.resume_guard import ResumeGuard
 
 
-def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
+def build_trainer(cfg: DictConfig, resume_from: str | None = None, **overrides) -> L.Trainer:
     """Instantiate ``cfg.trainer`` with the configured callbacks and loggers (or ``overrides``).
 
     With the configured callbacks (a training run) comes :class:`ResumeGuard`: checkpoints keep
-    the run's config, and resuming one with changed settings stops before training.
+    the run's config, and resuming ``resume_from`` (the checkpoint the fit will be given) with
+    changed settings stops before training.
     """
     if "callbacks" not in overrides:
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-        overrides["callbacks"] = [*callbacks, ResumeGuard(cfg)]
+        overrides["callbacks"] = [*callbacks, ResumeGuard(cfg, resume_from)]
     if "logger" not in overrides:
         overrides["logger"] = [instantiate(c) for c in (cfg.get("logger") or {}).values()] or False
     overrides.setdefault("plugins", trainer_plugins(cfg.trainer.get("plugins")))
