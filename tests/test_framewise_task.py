@@ -39,7 +39,7 @@ def test_frame_targets_follow_the_segments_in_the_training_set():
     sil, aa, ix = index["sil"], index["aa"], index["ix"]
     assert dataset.frame_targets(0).tolist() == [sil] * 5 + [aa] * 4 + [sil] * 2
     assert dataset.frame_targets(1).tolist() == [sil] * 2 + [ix] * 3  # trailing q: to "ix"
-    assert dataset.reference_segments[0] == [(0.0, 0.05, "sil"), (0.05, 0.09, "aa"),
+    assert dataset.reference_segments(0) == [(0.0, 0.05, "sil"), (0.05, 0.09, "aa"),
                                              (0.09, 0.11, "sil")]  # fmt: skip
     batch = collate_frames([dataset[0], dataset[1]])
     assert batch["frame_targets"].shape == (2, 11)
@@ -49,7 +49,7 @@ def test_frame_targets_follow_the_segments_in_the_training_set():
 
 def test_a_split_without_times_has_no_reference_segments():
     dataset = FramewiseDataset(split_of(SEGMENTS, None), label_maps(48, 39))
-    assert dataset.reference_segments is None
+    assert dataset.reference_segments(0) is None
     assert dataset[1]["reference_segments"] is None
 
 

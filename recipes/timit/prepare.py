@@ -20,6 +20,7 @@ from recipes.timit.phones import phone_set
 from recipes.toolkit.data.feature_store import moments
 from recipes.toolkit.data.features import SAMPLE_RATE, FeatureConfig, normalize
 from recipes.toolkit.data.features import prepare_features as compute_or_load
+from recipes.toolkit.data.packed import PackedLists
 from recipes.toolkit.data.prepared import PreparedCorpus, PreparedSplit
 from recipes.toolkit.data.segments import frame_segments
 
@@ -110,12 +111,14 @@ def prepare_corpus(
             utt_ids=[u.utt_id for u in utts],
             speakers=speakers,
             feats=normalize(feats, speakers, cfg.normalization, stats),
-            phones=[[p for p in u.phones if p != "q"] for u in utts],
-            segments=[
+            phones=PackedLists.of_symbols([[p for p in u.phones if p != "q"] for u in utts]),
+            segments=PackedLists.of_segments([
                 frame_segments(u.segments, frames, cfg.length_samples, cfg.shift_samples)
                 for u, frames in zip(utts, feats.lengths, strict=True)
-            ],
-            times=[[(a / SAMPLE_RATE, b / SAMPLE_RATE, p) for a, b, p in u.segments] for u in utts],
+            ]),  # fmt: skip
+            times=PackedLists.of_segments(
+                [[(a / SAMPLE_RATE, b / SAMPLE_RATE, p) for a, b, p in u.segments] for u in utts]
+            ),
         )
     return PreparedCorpus(
         splits=prepared,

@@ -45,13 +45,15 @@ class UtteranceDataset(Dataset):
     """Utterances of one prepared split with CTC targets and scoring references."""
 
     def __init__(self, split: PreparedSplit, maps: LabelMaps):
-        index = maps.index
         self.split = split
-        self.targets = [
-            torch.tensor([index[p] for p in maps.to_labels(phones)], dtype=torch.long)
-            for phones in split.phones
-        ]
-        self.refs = [maps.to_reference(phones) for phones in split.phones]
+        self.maps = maps
+        self._index = maps.index
+
+    def target(self, i: int) -> torch.Tensor:
+        """CTC targets of utterance ``i`` (made when asked: memory grows with the corpus's
+        utterances only by what the prepared split holds)."""
+        labels = self.maps.to_labels(self.split.phones[i])
+        return torch.tensor([self._index[p] for p in labels], dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.split.utt_ids)
@@ -69,8 +71,8 @@ class UtteranceDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         return {
             "feats": self.split.feats[i],
-            "targets": self.targets[i],
-            "ref": self.refs[i],
+            "targets": self.target(i),
+            "ref": self.maps.to_reference(self.split.phones[i]),
             "utt_id": self.split.utt_ids[i],
             "speaker": self.split.speakers[i],
         }
@@ -194,7 +196,8 @@ class SpeechDataModule(L.LightningDataModule):
 
     def train_label_sequences(self) -> list[list[int]]:
         """CTC targets of the training split (for the phone bigram)."""
-        return [t.tolist() for t in self.dataset("train").targets]
+        dataset = self.dataset("train")
+        return [dataset.target(i).tolist() for i in range(len(dataset))]
 
     def _rank_and_world(self) -> tuple[int, int]:
         trainer = self.trainer

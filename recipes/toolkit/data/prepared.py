@@ -1,7 +1,9 @@
 """A prepared corpus: normalised features and transcriptions of every split.
 
 The features are a sequence of ``[frames, dim]`` tensors: a memory-mapped
-:class:`~recipes.toolkit.data.feature_store.FeatureStore` from the cache, or a list in memory.
+:class:`~recipes.toolkit.data.feature_store.FeatureStore` from the cache, or a list in memory;
+transcriptions are lists per utterance, packed
+(:class:`~recipes.toolkit.data.packed.PackedLists`) or plain.
 
 >>> s = PreparedSplit(["u1"], ["spk"], [torch.zeros(3, 40)], [["h#"]], [[(0, 3, "h#")]])
 >>> s.num_frames
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 
 from recipes.toolkit.data.feature_store import FeatureStore
+from recipes.toolkit.data.packed import subset
 
 
 @dataclass
@@ -26,10 +29,10 @@ class PreparedSplit:
     utt_ids: list[str]
     speakers: list[str]
     feats: Sequence[torch.Tensor]  # [T, F] float32, normalised (a FeatureStore or a list)
-    phones: list[list[str]]  # transcription (before the task's label maps)
-    segments: list[list[tuple[int, int, str]]]  # frame segments of the transcription
+    phones: Sequence[list[str]]  # transcription (before the task's label maps)
+    segments: Sequence[list[tuple[int, int, str]]]  # frame segments of the transcription
     # the transcription's segments in seconds, as the corpus gives them (alignment references)
-    times: list[list[tuple[float, float, str]]] | None = None
+    times: Sequence[list[tuple[float, float, str]]] | None = None
 
     def __len__(self) -> int:
         return len(self.utt_ids)
@@ -51,14 +54,10 @@ class PreparedSplit:
         return PreparedSplit(
             utt_ids=[self.utt_ids[i] for i in keep],
             speakers=[self.speakers[i] for i in keep],
-            feats=(
-                self.feats.subset(keep)
-                if isinstance(self.feats, FeatureStore)
-                else [self.feats[i] for i in keep]
-            ),
-            phones=[self.phones[i] for i in keep],
-            segments=[self.segments[i] for i in keep],
-            times=None if self.times is None else [self.times[i] for i in keep],
+            feats=subset(self.feats, keep),
+            phones=subset(self.phones, keep),
+            segments=subset(self.segments, keep),
+            times=None if self.times is None else subset(self.times, keep),
         )
 
 

@@ -20,28 +20,30 @@ IGNORE_INDEX = -100  # target of padded frames (cross-entropy's ignore_index)
 class FramewiseDataset(UtteranceDataset):
     """Utterances with per-frame targets (0-based training labels) besides the CTC-style ones.
 
-    ``reference_segments`` are the segments in seconds in the training label set (for
+    ``reference_segments(i)`` are the segments in seconds in the training label set (for
     boundary accuracy), or ``None`` when the corpus gives no times.
     """
 
     def __init__(self, split: PreparedSplit, maps: LabelMaps):
         super().__init__(split, maps)
         self.label_index = {label: i for i, label in enumerate(maps.labels)}
-
-        def to_label(symbol: str) -> str | None:
-            mapped = maps.to_labels([symbol])
-            return mapped[0] if mapped else None
-
-        # Segments, not per-frame targets, are kept: memory grows with utterances, not frames.
-        self.label_segments = [relabel_segments(segments, to_label) for segments in split.segments]
         self.num_frames = split.num_frames
-        self.reference_segments = (
-            None if split.times is None else [relabel_segments(t, to_label) for t in split.times]
-        )
+
+    def to_label(self, symbol: str) -> str | None:
+        """The training label of a corpus symbol (None: deleted)."""
+        mapped = self.maps.to_labels([symbol])
+        return mapped[0] if mapped else None
 
     def frame_targets(self, i: int) -> torch.Tensor:
-        """The 0-based training label of every frame of utterance ``i``."""
-        return frame_labels(self.label_segments[i], self.num_frames[i], 1, 1, self.label_index)
+        """The 0-based training label of every frame of utterance ``i`` (made when asked)."""
+        segments = relabel_segments(self.split.segments[i], self.to_label)
+        return frame_labels(segments, self.num_frames[i], 1, 1, self.label_index)
+
+    def reference_segments(self, i: int) -> list | None:
+        """Utterance ``i``'s segments in seconds in the training label set (None: no times)."""
+        if self.split.times is None:
+            return None
+        return relabel_segments(self.split.times[i], self.to_label)
 
     @staticmethod
     def min_frames(targets: list[int]) -> int:
@@ -51,9 +53,7 @@ class FramewiseDataset(UtteranceDataset):
     def __getitem__(self, i: int) -> dict:
         item = super().__getitem__(i)
         item["frame_targets"] = self.frame_targets(i)
-        item["reference_segments"] = (
-            self.reference_segments[i] if self.reference_segments is not None else None
-        )
+        item["reference_segments"] = self.reference_segments(i)
         return item
 
 
@@ -76,9 +76,14 @@ class FramewiseDataModule(SpeechDataModule):
 
     def train_phone_sequences(self) -> list[list[int]]:
         """Training transcriptions as 0-based label sequences (for the phone bigram)."""
-        return [(t - 1).tolist() for t in self.dataset("train").targets]
+        return [[label - 1 for label in labels] for labels in self.train_label_sequences()]
 
     def train_frame_counts(self) -> torch.Tensor:
         """Frames per training label over the training split (for the class prior)."""
-        targets = torch.cat(self.dataset("train").frame_targets)
-        return torch.bincount(targets, minlength=len(self.maps.labels)).double()
+        dataset, counts = (
+            self.dataset("train"),
+            torch.zeros(len(self.maps.labels), dtype=torch.float64),
+        )
+        for i in range(len(dataset)):
+            counts += torch.bincount(dataset.frame_targets(i), minlength=len(counts))
+        return counts
