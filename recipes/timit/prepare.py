@@ -112,10 +112,12 @@ def prepare_corpus(
             speakers=speakers,
             feats=normalize(feats, speakers, cfg.normalization, stats),
             phones=PackedLists.of_symbols([[p for p in u.phones if p != "q"] for u in utts]),
-            segments=PackedLists.of_segments([
-                frame_segments(u.segments, frames, cfg.length_samples, cfg.shift_samples)
-                for u, frames in zip(utts, feats.lengths, strict=True)
-            ]),  # fmt: skip
+            segments=PackedLists.of_segments(
+                [
+                    frame_segments(u.segments, frames, cfg.length_samples, cfg.shift_samples)
+                    for u, frames in zip(utts, feats.lengths, strict=True)
+                ]
+            ),  # fmt: skip
             times=PackedLists.of_segments(
                 [[(a / SAMPLE_RATE, b / SAMPLE_RATE, p) for a, b, p in u.segments] for u in utts]
             ),
