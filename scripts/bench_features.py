@@ -44,7 +44,8 @@ from bench_recipe import REPO, Runner, compose_config  # noqa: E402
 from recipes.timit.builtin.generate import GeneratorParams, ensure_builtin_corpus  # noqa: E402
 from recipes.timit.corpus import SAMPLE_RATE, read_timit  # noqa: E402
 from recipes.timit.data import timit_datamodule  # noqa: E402
-from recipes.toolkit.data.features import FeatureConfig, prepare_features  # noqa: E402
+from recipes.toolkit.data.feature_config import FeatureConfig  # noqa: E402
+from recipes.toolkit.data.features import prepare_features  # noqa: E402
 
 LARGE = [
     "data.root=${paths.data_dir}/builtin_timit_5h",

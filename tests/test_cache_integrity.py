@@ -11,7 +11,8 @@ import torch
 import recipes.toolkit.run.atomic as atomic
 from recipes.timit.corpus import read_timit
 from recipes.timit.prepare import prepare_corpus
-from recipes.toolkit.data.features import FeatureConfig, cache_key, split_files
+from recipes.toolkit.data.feature_config import FeatureConfig
+from recipes.toolkit.data.features import cache_key, split_files
 from tests.kill_helpers import run_until_marker_then_kill
 
 RAW40 = {"num_mel_bins": 40, "frame_length_ms": 25.0, "frame_shift_ms": 10.0, "dither": 0.0,

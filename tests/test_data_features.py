@@ -10,7 +10,8 @@ import torchaudio
 import recipes.toolkit.data.features as features
 from recipes.timit.prepare import prepare_corpus
 from recipes.toolkit.data.fbank import KaldiFbank
-from recipes.toolkit.data.features import FeatureConfig, compute_fbank, load_waveform
+from recipes.toolkit.data.feature_config import FeatureConfig, compute_fbank
+from recipes.toolkit.data.features import load_waveform
 
 FBANK40 = {"num_mel_bins": 40, "frame_length_ms": 25.0, "frame_shift_ms": 10.0, "dither": 0.0,
            "deltas": 0, "normalization": "global"}  # fmt: skip

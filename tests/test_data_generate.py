@@ -18,11 +18,8 @@ from recipes.timit.builtin.generate import (
 )
 from recipes.timit.phones import phone_set
 from recipes.timit.speakers import CORE_TEST_LIST, DEV_LIST
-from recipes.toolkit.data.features import (
-    FeatureConfig,
-    compute_fbank,
-    load_waveform,
-)
+from recipes.toolkit.data.feature_config import FeatureConfig, compute_fbank
+from recipes.toolkit.data.features import load_waveform
 from recipes.toolkit.data.segments import frame_segments
 from tests.data_fixtures import TINY_PARAMS
 

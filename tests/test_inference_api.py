@@ -8,13 +8,12 @@ import pytest
 import soundfile as sf
 import torch
 
+from recipes.toolkit.data.feature_config import FeatureConfig, compute_fbank
 from recipes.toolkit.data.feature_store import moments
-from recipes.toolkit.data.features import FeatureConfig, compute_fbank
 from recipes.toolkit.evaluation.scoring import apply_score_map
 from recipes.toolkit.framewise.alignment import read_ctm
 from recipes.toolkit.inference import Recognizer, TimedPhone
 from recipes.toolkit.package.audio import read_audio, read_pcm_wav
-from recipes.toolkit.package.features import FeatureSettings, compute_features
 from recipes.toolkit.package.timing import ctc_align, ctc_segments, map_segments
 from recipes.toolkit.transcription import transcribe, write_transcription_ctm
 from recipes.toolkit.workflow import load_recognizer
@@ -91,18 +90,6 @@ def test_posteriors_are_the_modules_on_the_training_features(checkpoints, audio,
             expected = module(feats[None], torch.tensor([len(feats)]))[0]
         assert torch.equal(recognizer.posteriors(path), expected)
         assert recognizer.posteriors(path).shape[1] == len(recognizer.labels)
-
-
-@pytest.mark.parametrize("deltas", [0, 1, 2])
-@pytest.mark.parametrize("mel", [23, 40])
-def test_runtime_features_are_the_training_features(deltas, mel):
-    wave = torch.randn(1, 7000) * 3000
-    cfg = FeatureConfig(num_mel_bins=mel, deltas=deltas, frame_length_ms=20.0)
-    settings = FeatureSettings.from_mapping(vars(cfg))
-    assert torch.equal(compute_features(wave, settings), compute_fbank(wave, cfg))
-    assert (settings.dim, settings.length_samples, settings.shift_samples) == (
-        cfg.dim, cfg.length_samples, cfg.shift_samples,
-    )  # fmt: skip
 
 
 def test_batches_give_what_single_files_give(checkpoints, audio):

@@ -12,7 +12,7 @@ from omegaconf import open_dict
 from recipes.timit.phones import phone_set, scoring_map
 from recipes.toolkit.config import register_resolvers
 from recipes.toolkit.ctc.module import CTCRecognizer
-from recipes.toolkit.data.features import FeatureConfig
+from recipes.toolkit.data.feature_config import FeatureConfig
 from recipes.toolkit.framewise.module import FramewiseRecognizer
 from recipes.toolkit.run.trainer import build_trainer
 from recipes.toolkit.run.validate import validate_run_config

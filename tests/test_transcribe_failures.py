@@ -10,7 +10,7 @@ import torch
 
 from recipes.timit.checkpoints import implied_hparams
 from recipes.timit.corpus import read_timit
-from recipes.toolkit.data.features import SAMPLE_RATE, FeatureConfig, compute_fbank
+from recipes.toolkit.data.feature_config import SAMPLE_RATE, FeatureConfig, compute_fbank
 from recipes.toolkit.transcription import (
     Transcription,
     check_long_enough,

@@ -11,7 +11,7 @@ from recipes.timit.data import label_maps
 from recipes.timit.prepare import drop_too_short
 from recipes.toolkit.ctc.module import CTCRecognizer
 from recipes.toolkit.data.datamodule import SpeechDataModule
-from recipes.toolkit.data.features import FeatureConfig
+from recipes.toolkit.data.feature_config import FeatureConfig
 from recipes.toolkit.data.prepared import PreparedCorpus, PreparedSplit
 from recipes.toolkit.framewise.data import FramewiseDataModule
 

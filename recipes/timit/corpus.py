@@ -24,7 +24,7 @@ import soundfile as sf
 
 from recipes.timit.phones import PHONES_61
 from recipes.timit.speakers import CORE_TEST_SPEAKERS, DEV_SPEAKERS
-from recipes.toolkit.data.features import SAMPLE_RATE
+from recipes.toolkit.data.feature_config import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

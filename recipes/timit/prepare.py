@@ -17,8 +17,9 @@ import torch
 from recipes.timit.builtin.generate import GeneratorParams, ensure_builtin_corpus
 from recipes.timit.corpus import CorpusError, Utterance, read_timit_report, summary
 from recipes.timit.phones import phone_set
+from recipes.toolkit.data.feature_config import SAMPLE_RATE, FeatureConfig
 from recipes.toolkit.data.feature_store import moments
-from recipes.toolkit.data.features import SAMPLE_RATE, FeatureConfig, normalize
+from recipes.toolkit.data.features import normalize
 from recipes.toolkit.data.features import prepare_features as compute_or_load
 from recipes.toolkit.data.packed import PackedLists
 from recipes.toolkit.data.prepared import PreparedCorpus, PreparedSplit

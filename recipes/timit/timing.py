@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from recipes.timit.corpus import Utterance
 from recipes.timit.phones import PHONES_61, map_phone
-from recipes.toolkit.data.features import SAMPLE_RATE
+from recipes.toolkit.data.feature_config import SAMPLE_RATE
 from recipes.toolkit.evaluation.scoring import ErrorCounts, count_errors
 from recipes.toolkit.evaluation.timestamps import TOLERANCES, BoundaryCounts, boundary_counts
 from recipes.toolkit.framewise.alignment import boundaries, matched_boundaries

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from recipes.toolkit.data.features import SAMPLE_RATE, FeatureConfig
+from recipes.toolkit.data.feature_config import SAMPLE_RATE, FeatureConfig
 from recipes.toolkit.data.segments import frame_segments_to_seconds, frames_to_segments
 from recipes.toolkit.framewise.alignment import boundaries, matched_boundaries, write_ctm
 from recipes.toolkit.framewise.data import IGNORE_INDEX

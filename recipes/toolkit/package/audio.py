@@ -100,14 +100,14 @@ def check_long_enough(path: Path | str, num_samples: int, cfg: FrameGeometry) ->
     (at 16 kHz) are fewer than one analysis frame of ``cfg`` needs (its window,
     ``cfg.length_samples``); the filterbank has no frame to give for such audio.
 
-    >>> from recipes.toolkit.package.features import FeatureSettings
-    >>> check_long_enough("a.wav", 400, FeatureSettings())
-    >>> check_long_enough("a.wav", 100, FeatureSettings())  # doctest: +NORMALIZE_WHITESPACE
+    >>> from recipes.toolkit.package.features import FeatureConfig
+    >>> check_long_enough("a.wav", 400, FeatureConfig())
+    >>> check_long_enough("a.wav", 100, FeatureConfig())  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
     ValueError: a.wav: too short to transcribe: 6.25 ms (100 samples at 16 kHz),
     less than one analysis frame (25 ms, 400 samples)
-    >>> check_long_enough("b.wav", 300, FeatureSettings(frame_length_ms=15.0))
+    >>> check_long_enough("b.wav", 300, FeatureConfig(frame_length_ms=15.0))
     """
     need = cfg.length_samples
     if num_samples >= need:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from recipes.toolkit.data.features import FeatureConfig
+from recipes.toolkit.data.feature_config import FeatureConfig
 from recipes.toolkit.framewise.module import FramewiseRecognizer
 from recipes.toolkit.package.runtime import FORMAT, VERSION, encode_tensor
 from recipes.toolkit.recognizer import SpeechRecognizer, plain

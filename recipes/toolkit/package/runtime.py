@@ -27,7 +27,7 @@ from torch import nn
 from recipes.toolkit.model import AcousticModel
 from recipes.toolkit.package.audio import SAMPLE_RATE, as_waveform, check_long_enough, read_audio
 from recipes.toolkit.package.decoders import CTCDecoder, FramewiseDecoder
-from recipes.toolkit.package.features import FeatureSettings, compute_features, normalise
+from recipes.toolkit.package.features import FeatureConfig, compute_fbank, normalise
 from recipes.toolkit.package.timing import TimedPhone, map_segments, to_seconds
 
 __all__ = ["PhoneRecognizer", "TimedPhone", "read_audio"]
@@ -90,7 +90,7 @@ def random_config(phones: Sequence[str], task: str = "ctc", hidden_size: int = 8
         "num_outputs": outputs,
         "rnn": {"name": "gru", "hidden_size": hidden_size, "bidirectional": True},
         "model": {},
-        "features": FeatureSettings().to_dict(),
+        "features": FeatureConfig().to_dict(),
         "normalization": {"mean": [0.0] * 40, "std": [1.0] * 40},
         "score_map": None,
     }
@@ -160,7 +160,7 @@ class PhoneRecognizer:
         self.config = dict(config)
         self.task = str(config["task"])
         self.phones = list(config["phones"])
-        self.feature_settings = FeatureSettings.from_mapping(config["features"])
+        self.feature_settings = FeatureConfig.from_mapping(config["features"])
         self.feature_mean = decode_tensor(config["normalization"]["mean"], torch.float64)
         self.feature_std = decode_tensor(config["normalization"]["std"], torch.float64)
         score_map = config.get("score_map")
@@ -214,7 +214,7 @@ class PhoneRecognizer:
     def features(self, audio: Audio, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
         """``[frames, dim]`` features normalised as in training."""
         wave = self.waveform(audio, sample_rate)
-        raw = compute_features(wave, self.feature_settings)
+        raw = compute_fbank(wave, self.feature_settings)
         return normalise(raw, self.feature_settings, self.feature_mean, self.feature_std)
 
     # ----- features -> posteriors --------------------------------------------------------------

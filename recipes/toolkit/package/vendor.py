@@ -31,6 +31,7 @@ MODULES: dict[str, str] = {
     "recipes.toolkit.package.timing": "timing",
     "recipes.toolkit.model": "model",
     "recipes.toolkit.data.fbank": "fbank",
+    "recipes.toolkit.data.feature_config": "feature_config",
     "recipes.toolkit.data.feature_store": "feature_store",
     "recipes.toolkit.data.segments": "segments",
     "recipes.toolkit.ctc.decoding": "ctc_decoding",
