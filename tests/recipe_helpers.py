@@ -1,5 +1,6 @@
 """Run the recipe's real entry points as a user would, on a small generated corpus."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -59,3 +60,12 @@ def results(run_dir: Path) -> dict:
 def data_dir(tmp_path_factory) -> Path:
     """A data directory (corpus + feature cache) shared by the tests of one module."""
     return tmp_path_factory.mktemp("data")
+
+
+def load_script(name: str):
+    """The module of ``scripts/<name>.py`` (scripts are not a package)."""
+    path = REPO / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,13 +1,12 @@
 """The data-path benchmark (scripts/bench_features.py) on two tiny corpora: every target row is
 measured, and the figures agree with what the corpora hold."""
 
-import importlib.util
 import json
 
 import pytest
 
 from recipes.timit.corpus import read_timit
-from tests.recipe_helpers import REPO
+from tests.recipe_helpers import load_script
 
 pytestmark = pytest.mark.slow
 
@@ -24,11 +23,7 @@ TINY = [
 
 
 def load_bench():
-    path = REPO / "scripts" / "bench_features.py"
-    spec = importlib.util.spec_from_file_location("bench_features", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_features")
 
 
 def test_every_target_row_is_measured_on_both_corpora(tmp_path):

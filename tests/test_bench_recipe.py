@@ -1,13 +1,12 @@
 """The recipe benchmark (scripts/bench_recipe.py): the recipe's own step, per type, side by side."""
 
-import importlib.util
 import json
 
 import pytest
 import torch
 
 from rnnlib import build_rnn
-from tests.recipe_helpers import REPO
+from tests.recipe_helpers import load_script
 
 TINY_CORPUS = [
     "data.generator.num_train_speakers=2",
@@ -22,11 +21,7 @@ TINY_CORPUS = [
 
 
 def load_bench():
-    path = REPO / "scripts" / "bench_recipe.py"
-    spec = importlib.util.spec_from_file_location("bench_recipe", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_recipe")
 
 
 def test_table_has_every_type_on_the_same_batches_with_ratios_to_gru(tmp_path):

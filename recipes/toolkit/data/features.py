@@ -39,7 +39,12 @@ import torchaudio
 
 from recipes.toolkit.data.feature_config import SAMPLE_RATE, FeatureConfig, compute_fbank
 from recipes.toolkit.data.feature_store import DTYPE, FeatureStore, moments
-from recipes.toolkit.run.atomic import atomic_write, atomic_write_text, temporary_files
+from recipes.toolkit.run.atomic import (
+    atomic_write,
+    atomic_write_text,
+    file_sha256,
+    temporary_files,
+)
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 1: a torch.save blob per split; 2: a memory-mapped array and its index
@@ -270,7 +275,7 @@ def load_split(
         problem = "the file is missing"
     elif size != expected_bytes or size != sum(lengths) * dim * DTYPE.itemsize:
         problem = f"{size} bytes where {index_path.name} records {expected_bytes} (truncated?)"
-    elif verify and _sha256(data_path) != expected_sha:
+    elif verify and file_sha256(data_path) != expected_sha:
         problem = f"its sha256 differs from the one {index_path.name} records (corrupted)"
     if problem is not None:
         log.warning("cached features %s are damaged: %s; recomputing them", data_path, problem)
@@ -308,14 +313,6 @@ def _convert_version1(
     log.info("converted old-format cached features %s to the memory-mapped %s (removed the old "
              "file)", old, split_files(folder, name)[0])  # fmt: skip
     return load_split(folder, name, utt_ids, cfg.dim, verify=False)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def normalize(

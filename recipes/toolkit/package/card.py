@@ -12,7 +12,6 @@ True
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from datetime import datetime
@@ -23,6 +22,7 @@ import torchaudio
 
 from recipes.toolkit.package.vendor import RUNTIME_PACKAGE
 from recipes.toolkit.recognizer import SpeechRecognizer, plain
+from recipes.toolkit.run.atomic import file_sha256
 
 TRAINING_KEYS = ("rnn", "model", "optim", "scheduler", "features", "decoding", "max_bad_steps",
                  "max_bad_fraction")  # fmt: skip
@@ -44,14 +44,6 @@ def _json_file(path: Path | None) -> dict | None:
         return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _code(text: str, language: str = "") -> str:
     return f"```{language}\n{text.rstrip()}\n```\n"
 
@@ -71,7 +63,7 @@ def model_card(
     if checkpoint is not None:
         saved = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
         source = (
-            f"`{checkpoint.resolve()}` (sha256 `{_sha256(checkpoint)}`, "
+            f"`{checkpoint.resolve()}` (sha256 `{file_sha256(checkpoint)}`, "
             f"epoch {saved.get('epoch')}, step {saved.get('global_step')})"
         )
     parts.append(f"Exported {exported:%Y-%m-%d %H:%M %Z} from {source}.\n")

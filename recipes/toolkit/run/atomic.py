@@ -15,6 +15,7 @@ default), not the 0600 of temporary files. A temporary file left by a kill is na
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -92,3 +93,12 @@ def temporary_files(folder: str | os.PathLike) -> list[Path]:
     way in ``folder`` (it holds the folder's lock) may remove them.
     """
     return sorted(p for p in Path(folder).glob(".*.tmp") if p.is_file())
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
