@@ -3,11 +3,13 @@
 ==============  =================================================================================
 ``run``         trainer building, resume, preemption, atomic checkpoints, DDP launch, run records,
                 run summaries, the private Lightning names used
-``data``        features and their cache, prepared corpora, frame-budget batching, augmentation,
-                the data module (a task gives it its corpus and label maps)
+``data``        Kaldi filterbanks, the memory-mapped feature cache, prepared corpora, frame-budget
+                batching, augmentation, the data module (a task gives it its corpus and labels)
 ``model``       front end -> rnnlib encoder -> linear
 ``ctc``         the CTC recogniser, its decoding, the steps of its entry points, transcription
 ``framewise``   frame targets, phone-loop Viterbi, alignments and boundary accuracy
-``evaluation``  error rates, per-utterance reports, plots
+``evaluation``  error rates, per-utterance reports, sclite files, significance, timestamps, plots
+``inference``   the Python API of a trained recogniser (checkpoint or package)
+``package``     export of a self-contained model folder and its runtime (torch + torchaudio)
 ==============  =================================================================================
 """
