@@ -29,6 +29,7 @@ MODULES: dict[str, str] = {
     "recipes.toolkit.package.features": "features",
     "recipes.toolkit.package.decoders": "decoders",
     "recipes.toolkit.package.timing": "timing",
+    "recipes.toolkit.package.streaming": "streaming",
     "recipes.toolkit.model": "model",
     "recipes.toolkit.data.fbank": "fbank",
     "recipes.toolkit.data.feature_config": "feature_config",
