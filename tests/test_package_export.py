@@ -251,3 +251,31 @@ def test_vendoring_refuses_what_a_package_cannot_carry():
         check_imports("def f():\n    from omegaconf import OmegaConf\n", "x")
     source = "def f():\n    from recipes.toolkit.data.segments import frame_centres\n"
     assert "from .segments import frame_centres" in rewrite_imports(source, "x")
+
+
+def test_an_int8_package_is_smaller_close_to_float_and_runs_without_the_training_stack(
+    audio, tmp_path
+):
+    module = build("ctc", seed=2)
+    checkpoint = save_checkpoint(module, tmp_path / "best.ckpt")
+    plain = export_package(module, tmp_path / "float", checkpoint)
+    small = export_package(module, tmp_path / "int8", checkpoint, quantize="int8")
+    assert json.loads((small / "config.json").read_text())["quantization"] == "int8"
+    size = (small / "weights.pt").stat().st_size / (plain / "weights.pt").stat().st_size
+    assert size < 0.7  # the Light GRU's input projections and the output layer: int8
+    with pytest.raises(ValueError, match="quantize must be one of"):
+        export_package(module, tmp_path / "other", checkpoint, quantize="int4")
+    exact, quantized = Recognizer.from_package(plain), Recognizer.from_package(small)
+    assert type(quantized.model.output).__name__ == "Linear"
+    assert type(quantized.model.output) is not torch.nn.Linear  # the quantised module
+    for path in audio:
+        a, b = exact.posteriors(path).exp(), quantized.posteriors(path).exp()
+        assert 0 < (a - b).abs().mean() < 0.02  # changed, by little
+        agree = (a.argmax(-1) == b.argmax(-1)).double().mean()
+        assert agree > 0.5  # random, scaled-up weights: near ties (a trained model: README)
+    packaged = run_isolated(small, audio, [None], tmp_path / "out.pt")
+    assert isinstance(packaged, dict), packaged.stderr[-4000:]
+    assert packaged["attempts"] == [] and packaged["loaded"] == []
+    for ours, theirs in zip(packaged["runs"][0]["posteriors"], map(quantized.posteriors, audio),
+                            strict=True):  # fmt: skip
+        torch.testing.assert_close(ours, theirs)

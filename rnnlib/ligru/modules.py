@@ -82,7 +82,10 @@ class LiGRUDirection(nn.Module):
         ``reverse`` turns each sequence around within its length first (the backward
         direction's input order).
         """
-        a = linear(x, self.w.weight, self.w.bias)
+        if type(self.w) is nn.Linear:
+            a = linear(x, self.w.weight, self.w.bias)
+        else:  # a replaced projection (e.g. dynamically quantised): its own forward
+            a = self.w(x)
         if reverse:
             a = reverse_padded(a, lengths)
         if self.normalization == "batchnorm":

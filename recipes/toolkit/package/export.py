@@ -26,6 +26,7 @@ import torch
 
 from recipes.toolkit.package.card import model_card
 from recipes.toolkit.package.convert import runtime_config
+from recipes.toolkit.package.quantize import QUANTIZATIONS, quantize_int8
 from recipes.toolkit.package.runtime import CONFIG_FILE, WEIGHTS_FILE
 from recipes.toolkit.package.vendor import write_runtime
 from recipes.toolkit.recognizer import SpeechRecognizer
@@ -39,9 +40,14 @@ def export_package(
     out: str | os.PathLike,
     checkpoint: str | os.PathLike | None = None,
     overwrite: bool = False,
+    quantize: str = "none",
 ) -> Path:
     """Write the package of ``module`` (loaded from ``checkpoint``, which the card describes)
-    to the folder ``out``; an existing non-empty ``out`` is replaced only with ``overwrite``."""
+    to the folder ``out``; an existing non-empty ``out`` is replaced only with ``overwrite``.
+    ``quantize="int8"`` stores the acoustic model dynamically quantised
+    (:mod:`recipes.toolkit.package.quantize`)."""
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
     out = Path(out).expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder: choose another out=")
@@ -54,11 +60,17 @@ def export_package(
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # mkdtemp's folder is private
         config = runtime_config(module)
+        if quantize != "none":
+            config["quantization"] = quantize
         text = json.dumps(config, indent=1, allow_nan=False)
         (staging / CONFIG_FILE).write_text(text + "\n", encoding="utf-8")
-        state = {
-            key: value.detach().cpu().clone() for key, value in module.model.state_dict().items()
-        }
+        model = quantize_int8(module.model) if quantize == "int8" else module.model
+        saved = model.state_dict()
+        state = type(saved)(
+            (key, value.detach().cpu().clone() if isinstance(value, torch.Tensor) else value)
+            for key, value in saved.items()
+        )
+        state._metadata = getattr(saved, "_metadata", None)  # module versions: how to load them
         torch.save(state, staging / WEIGHTS_FILE)
         write_runtime(staging)
         source = None if checkpoint is None else Path(checkpoint).expanduser()

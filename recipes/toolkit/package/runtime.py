@@ -28,6 +28,7 @@ from recipes.toolkit.model import AcousticModel
 from recipes.toolkit.package.audio import SAMPLE_RATE, as_waveform, check_long_enough, read_audio
 from recipes.toolkit.package.decoders import CTCDecoder, FramewiseDecoder
 from recipes.toolkit.package.features import FeatureConfig, compute_fbank, normalise
+from recipes.toolkit.package.quantize import quantize_int8
 from recipes.toolkit.package.timing import TimedPhone, map_segments, to_seconds
 
 __all__ = ["PhoneRecognizer", "TimedPhone", "read_audio"]
@@ -182,7 +183,11 @@ class PhoneRecognizer:
             int(config["feature_dim"]), int(config["num_outputs"]), config["rnn"],
             **config["model"],
         )  # fmt: skip
-        state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        quantized = config.get("quantization", "none") == "int8"
+        if quantized:
+            model = quantize_int8(model)  # the stored weights are the quantised model's
+        # quantised weights are packed objects, which torch's weights-only loader refuses
+        state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=not quantized)
         model.load_state_dict(state)
         return cls(config, model)
 

@@ -30,6 +30,7 @@ MODULES: dict[str, str] = {
     "recipes.toolkit.package.decoders": "decoders",
     "recipes.toolkit.package.timing": "timing",
     "recipes.toolkit.package.streaming": "streaming",
+    "recipes.toolkit.package.quantize": "quantize",
     "recipes.toolkit.model": "model",
     "recipes.toolkit.data.fbank": "fbank",
     "recipes.toolkit.data.feature_config": "feature_config",
