@@ -187,11 +187,14 @@ def prepare_features(
             tmp.unlink(missing_ok=True)
         with contextlib.ExitStack() as stack:
             workers: list = []  # the pool, started for the first split to compute
+            first_format: Path | None = None  # the first format's folder (a file-tree walk)
             for name, utts in splits.items():
                 ids = [u.utt_id for u in utts]
                 store = load_split(folder, name, ids, cfg.dim)
                 if store is None:
-                    store = _convert_version1(root, splits, cfg, cache_dir, folder, name, ids)
+                    if first_format is None:
+                        first_format = Path(cache_dir) / cache_key(root, splits, cfg, version=1)
+                    store = _convert_version1(first_format / f"{name}.pt", cfg, folder, name, ids)
                 if store is not None:
                     log.info("reusing cached features %s (%d utterances, memory-mapped)",
                              store.path, len(ids))  # fmt: skip
@@ -284,17 +287,10 @@ def load_split(
 
 
 def _convert_version1(
-    root: Path,
-    splits: Mapping[str, Sequence[AudioItem]],
-    cfg: FeatureConfig,
-    cache_dir: Path,
-    folder: Path,
-    name: str,
-    utt_ids: Sequence[str],
+    old: Path, cfg: FeatureConfig, folder: Path, name: str, utt_ids: Sequence[str]
 ) -> FeatureStore | None:
-    """Rewrite a split cached in the first format (one ``torch.save`` blob per split, loaded
-    whole into memory) as a memory-mapped array; None when there is no such cache."""
-    old = Path(cache_dir) / cache_key(root, splits, cfg, version=1) / f"{name}.pt"
+    """Rewrite the split ``old`` cached in the first format (one ``torch.save`` blob per split,
+    loaded whole into memory) as a memory-mapped array in ``folder``; None when there is none."""
     if not old.is_file():
         return None
     try:
