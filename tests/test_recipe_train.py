@@ -119,11 +119,12 @@ def test_readme_commands_are_what_ci_and_tests_run():
 
 
 @pytest.mark.parametrize(
-    "option", ["trainer.precision=bf16-mixed", "compile=true", "debug=default", "debug=fdr"]
+    "option",
+    ["trainer.precision=bf16-mixed", "compile=true", "debug=default", "debug=fdr", "averaging=ema"],
 )
 def test_option_trains_saves_evaluates_and_transcribes(option, data_dir, tmp_path):
-    """A checkpoint does not depend on how its run computed (bf16, torch.compile with inductor)
-    or was cut short."""
+    """A checkpoint does not depend on how its run computed (bf16, torch.compile with inductor),
+    was cut short or averaged its weights."""
     run_dir = tmp_path / "run"
     tiny = ["rnn.hidden_size=16", "rnn.num_layers=1", "trainer.max_epochs=1"]
     run_entry("train", [option, *SMALL_CORPUS, *tiny], data_dir, run_dir)
@@ -131,8 +132,13 @@ def test_option_trains_saves_evaluates_and_transcribes(option, data_dir, tmp_pat
     if option.startswith("debug=fdr"):
         return  # a fast dev run writes no checkpoint
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = saved["state_dict"]
     assert not [k for k in state if "_orig_mod" in k]
+    if option.startswith("averaging="):  # the average is what is kept, the trained weights too
+        trained = saved["current_model_state"]
+        assert trained.keys() == state.keys()
+        assert any(not torch.equal(state[k], trained[k]) for k in state)
     run_entry("eval", [f"ckpt_path={checkpoint}", "split=test", *SMALL_CORPUS], data_dir,
               tmp_path / "eval")  # fmt: skip
     assert results(tmp_path / "eval")["eval"]["test"]["phones"] > 0

@@ -14,12 +14,15 @@ from recipes.toolkit.run.resume_guard import ResumeGuard
 def build_trainer(cfg: DictConfig, resume_from: str | None = None, **overrides) -> L.Trainer:
     """Instantiate ``cfg.trainer`` with the configured callbacks and loggers (or ``overrides``).
 
-    With the configured callbacks (a training run) comes :class:`ResumeGuard`: checkpoints keep
+    ``cfg.averaging`` (a weight-averaging callback, :mod:`recipes.toolkit.run.averaging`), when
+    set, joins the callbacks. With them (a training run) comes :class:`ResumeGuard`: checkpoints keep
     the run's config, and resuming ``resume_from`` (the checkpoint the fit will be given) with
     changed settings stops before training.
     """
     if "callbacks" not in overrides:
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+        if cfg.get("averaging"):
+            callbacks.append(instantiate(cfg.averaging))
         overrides["callbacks"] = [*callbacks, ResumeGuard(cfg, resume_from)]
     if "logger" not in overrides:
         overrides["logger"] = [instantiate(c) for c in (cfg.get("logger") or {}).values()] or False
