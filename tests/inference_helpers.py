@@ -31,9 +31,12 @@ FRAMEWISE_FEATURES = {"num_mel_bins": 23, "deltas": 2, "normalization": "speaker
 VITERBI = {"method": "viterbi", "acoustic_scale": 1.0, "prior_scale": 0.5, "self_loop_prob": 0.85}
 
 
-def build(task: str, seed: int = 0, frontend: list[int] | None = None) -> SpeechRecognizer:
+def build(
+    task: str, seed: int = 0, frontend: list[int] | None = None, model: dict | None = None
+) -> SpeechRecognizer:
     """A recogniser of TIMIT's 48 phones scored on 39, as ``build_recognizer`` makes it for
-    training, with random weights, buffers and decoders."""
+    training, with random weights, buffers and decoders; ``model`` adds to the model settings
+    (e.g. the CRDNN's ``conv2d_channels``)."""
     torch.manual_seed(seed)
     ctc = task == "ctc"
     features = CTC_FEATURES if ctc else FRAMEWISE_FEATURES
@@ -41,7 +44,8 @@ def build(task: str, seed: int = 0, frontend: list[int] | None = None) -> Speech
     cfg = OmegaConf.create(
         {
             "rnn": CTC_RNN if ctc else FRAMEWISE_RNN,
-            "model": {"frontend_channels": frontend or [], "output_dropout": 0.15},
+            "model": {"frontend_channels": frontend or [], "output_dropout": 0.15,
+                      **(model or {})},
             "optim": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.002},
             "scheduler": {},
             "decoding": {"method": "greedy"} if ctc else VITERBI,

@@ -73,3 +73,35 @@ def test_invalid_arguments():
         FrameBudgetBatchSampler([10], 0)
     with pytest.raises(ValueError):
         FrameBudgetBatchSampler([10], 100, num_replicas=2, rank=2)
+
+
+def test_a_lightning_fit_gets_a_new_order_every_epoch(tmp_path):
+    """Lightning sets the epoch of the loader's batch sampler: epochs 0 and 1 differ."""
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader
+
+    class Recorder(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+            self.batches: dict[int, list[list[int]]] = {}
+
+        def training_step(self, batch, batch_idx):
+            self.batches.setdefault(self.current_epoch, []).append(batch.tolist())
+            return (self.weight * batch.float()).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    lengths = list(range(10, 50))
+    sampler = FrameBudgetBatchSampler(lengths, max_frames=120, shuffle=True, seed=3)
+    loader = DataLoader(list(range(len(lengths))), batch_sampler=sampler)
+    module = Recorder()
+    L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, default_root_dir=tmp_path).fit(module, loader)  # fmt: skip
+    first, second = module.batches[0], module.batches[1]
+    assert sorted(i for b in first for i in b) == sorted(i for b in second for i in b)
+    assert first != second
+    sampler.set_epoch(1)
+    assert second == [list(b) for b in sampler]  # epoch 1's own order

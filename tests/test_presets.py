@@ -37,6 +37,10 @@ def test_every_preset_takes_a_training_step(preset, bench, tmp_path_factory):
     cfg = bench.compose_config("ligru", [f"experiment={preset}", *TINY], data_dir)
     if cfg.model.get("frontend_channels"):
         cfg.model.frontend_channels = [8]  # the preset's front end, narrower
+    if cfg.model.get("conv2d_channels"):
+        cfg.model.conv2d_channels = [4] * len(cfg.model.conv2d_channels)  # its CRDNN, narrower
+    if cfg.model.get("dnn_sizes"):
+        cfg.model.dnn_sizes = [16] * len(cfg.model.dnn_sizes)
     datamodule = timit_datamodule(cfg.data, cfg.features, cfg.seed, cfg.prepare_workers,
                                   cfg.get("augment"), kind=SpeechDataModule)  # fmt: skip
     datamodule.load()

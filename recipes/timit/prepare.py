@@ -122,6 +122,7 @@ def prepare_corpus(
             times=PackedLists.of_segments(
                 [[(a / SAMPLE_RATE, b / SAMPLE_RATE, p) for a, b, p in u.segments] for u in utts]
             ),
+            wavs=[str(u.wav) for u in utts],
         )
     return PreparedCorpus(
         splits=prepared,
@@ -136,4 +137,5 @@ def prepare_corpus(
             "train_list": training_list_fingerprint(splits["train"]),
         },
         skipped=skipped,
+        features=cfg,
     )

@@ -58,7 +58,8 @@ class SpeechRecognizer(L.LightningModule):
         phones: the training label set.
         feature_dim: features per frame.
         rnn: rnnlib type (``name``) and its options.
-        model: ``frontend_channels`` and ``output_dropout``.
+        model: the acoustic model's settings (:class:`~recipes.toolkit.model.AcousticModel`:
+            front end, output dropout, CRDNN blocks).
         optim: a partial ``_target_`` config of the optimizer (:mod:`recipes.toolkit.optim`).
         scheduler: a ``_target_`` config of the schedule, or empty for none.
         decoding: the task's decoding options (``method`` one of ``decoding_methods``).

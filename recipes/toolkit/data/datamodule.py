@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,6 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 from recipes.toolkit.data.augment import SpecAugment
 from recipes.toolkit.data.prepared import PreparedCorpus, PreparedSplit
 from recipes.toolkit.data.sampler import FrameBudgetBatchSampler
+from recipes.toolkit.data.waveform_augment import WaveformAugment
+from recipes.toolkit.data.waveform_features import AugmentedFeatures, EpochBatches
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +104,22 @@ class SpeechDataModule(L.LightningDataModule):
         max_frames: frame budget of a batch (batch size x longest utterance).
         seed: shuffling seed of the training batches.
         num_workers: DataLoader workers.
-        augment: masking applied to training batches after transfer (None: none).
+        augment: masking applied to training batches after transfer (a :class:`SpecAugment`),
+            or a :class:`WaveformAugment`: the training split's features are then computed from
+            each utterance's augmented audio, item by item (:mod:`.waveform_features`),
+            normalised as the cached ones; dev and test keep the cache. None: no augmentation.
         skip_bad: leave out (listed in ``corpus.skipped``) training utterances too short for
             their targets (``dataset_class.min_frames``) instead of refusing the corpus.
 
     Evaluation batches are split across ranks without repetition, so a PER summed over ranks
     equals the single-process PER. A task with other targets subclasses it and sets
-    ``dataset_class`` and ``collate_fn``.
+    ``dataset_class`` and ``collate_fn``; one whose targets are frame by frame sets
+    ``frame_targets`` (it refuses a waveform augmentation: speed perturbation moves the frames).
     """
 
     dataset_class: type[UtteranceDataset] = UtteranceDataset
     collate_fn = staticmethod(collate)
+    frame_targets: bool = False
 
     def __init__(
         self,
@@ -120,10 +128,15 @@ class SpeechDataModule(L.LightningDataModule):
         max_frames: int,
         seed: int = 0,
         num_workers: int = 0,
-        augment: SpecAugment | None = None,
+        augment: SpecAugment | WaveformAugment | None = None,
         skip_bad: bool = False,
     ):
         super().__init__()
+        if isinstance(augment, WaveformAugment) and self.frame_targets:
+            raise ValueError(
+                "augment=waveform changes the number of frames (speed perturbation), and this "
+                "task's frame targets do not follow it: use augment=specaugment or augment=null"
+            )
         self.prepare = prepare
         self.maps = maps
         self.max_frames = int(max_frames)
@@ -210,6 +223,8 @@ class SpeechDataModule(L.LightningDataModule):
         rank, world = self._rank_and_world()
         lengths = dataset.split.num_frames
         max_frames = self.max_frames
+        if train and isinstance(self.augment, WaveformAugment):
+            return self._waveform_loader(dataset, rank, world)
         if train:
             sampler = FrameBudgetBatchSampler(
                 lengths, max_frames, shuffle=True, seed=self.seed, num_replicas=world, rank=rank
@@ -228,6 +243,27 @@ class SpeechDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
         )
 
+    def _waveform_loader(self, dataset: UtteranceDataset, rank: int, world: int) -> DataLoader:
+        """Training batches of features computed from augmented audio; the frame budget holds
+        for the fastest speed (each length scaled by it, plus a frame of rounding)."""
+        augment = self.augment
+        assert isinstance(augment, WaveformAugment)
+        features = self.load().features
+        if features is None:
+            raise ValueError("augment=waveform needs the corpus's feature settings "
+                             "(PreparedCorpus.features)")  # fmt: skip
+        scale = max(augment.max_speed, 100) / 100
+        lengths = [math.ceil(n * scale) + (scale != 1) for n in dataset.split.num_frames]
+        sampler = FrameBudgetBatchSampler(
+            lengths, self.max_frames, shuffle=True, seed=self.seed, num_replicas=world, rank=rank
+        )
+        return DataLoader(
+            AugmentedFeatures(dataset, augment, features, self.seed),
+            batch_sampler=EpochBatches(sampler),
+            collate_fn=self.collate_fn,
+            num_workers=self.num_workers,
+        )
+
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
 
@@ -239,6 +275,8 @@ class SpeechDataModule(L.LightningDataModule):
         return self._loader(self.eval_split, train=False)
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if isinstance(self.augment, WaveformAugment):
+            return batch  # augmented before its features were computed
         if self.augment is not None and self.trainer is not None and self.trainer.training:
             batch["feats"] = self.augment(batch["feats"], batch["lengths"])
         return batch

@@ -104,6 +104,18 @@ class FeatureStore(Sequence[Tensor]):
             raise IndexError(f"item {i} of a store of {len(self)}")
         start = int(self._starts[i])
         x = torch.from_numpy(np.array(self._data[start : start + int(self._lengths[i])]))
+        return self.normalize_item(i, x)
+
+    def normalize_item(self, i: int, x: Tensor) -> Tensor:
+        """Raw features ``x [frames, dim]`` normalised as item ``i`` is (its speaker's or the
+        global statistics; ``x`` itself when the store is raw): for features of item ``i``
+        computed afresh, e.g. from augmented audio.
+
+        >>> store = FeatureStore.from_tensors([torch.ones(2, 1)]).normalized(
+        ...     torch.tensor([1.0]), torch.tensor([2.0]))
+        >>> store.normalize_item(0, torch.tensor([[5.0]]))
+        tensor([[2.]])
+        """
         if self._mean is None:
             return x
         g = 0 if self._groups is None else int(self._groups[i])

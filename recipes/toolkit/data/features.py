@@ -37,7 +37,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from recipes.toolkit.data.feature_config import SAMPLE_RATE, FeatureConfig, compute_fbank
+from recipes.toolkit.data.feature_config import FeatureConfig, compute_fbank
 from recipes.toolkit.data.feature_store import DTYPE, FeatureStore, moments
 from recipes.toolkit.run.atomic import (
     atomic_write,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from recipes.toolkit.data.feature_config import FeatureConfig
 from recipes.toolkit.data.feature_store import FeatureStore
 from recipes.toolkit.data.packed import subset
 
@@ -33,6 +34,8 @@ class PreparedSplit:
     segments: Sequence[list[tuple[int, int, str]]]  # frame segments of the transcription
     # the transcription's segments in seconds, as the corpus gives them (alignment references)
     times: Sequence[list[tuple[float, float, str]]] | None = None
+    # each utterance's audio file, where the corpus gives them (features computed on the fly)
+    wavs: Sequence[str] | None = None
 
     def __len__(self) -> int:
         return len(self.utt_ids)
@@ -58,6 +61,7 @@ class PreparedSplit:
             phones=subset(self.phones, keep),
             segments=subset(self.segments, keep),
             times=None if self.times is None else subset(self.times, keep),
+            wavs=None if self.wavs is None else subset(self.wavs, keep),
         )
 
 
@@ -73,3 +77,4 @@ class PreparedCorpus:
     stats: tuple[torch.Tensor, torch.Tensor] | None = None  # training mean, std (global norm.)
     identity: dict[str, str] | None = None  # what the corpus is (kind, root, training list hash)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) left out
+    features: FeatureConfig | None = None  # the settings the features were computed with

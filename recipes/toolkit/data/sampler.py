@@ -52,6 +52,13 @@ class FrameBudgetBatchSampler(Sampler[list[int]]):
         """Select the epoch whose order the next iteration yields."""
         self.epoch = epoch
 
+    @property
+    def sampler(self) -> FrameBudgetBatchSampler:
+        """Itself. At the start of every training epoch Lightning calls ``set_epoch`` on a
+        loader's ``sampler`` and on its ``batch_sampler.sampler``, not on the batch sampler: this
+        is how a loader built on this batch sampler gets a new order every epoch."""
+        return self
+
     def global_batches(self) -> list[list[int]]:
         """Every batch of this epoch, for all ranks together (before sharding)."""
         rng = np.random.default_rng([self.seed, self.epoch])

@@ -73,6 +73,7 @@ class FramewiseDataModule(SpeechDataModule):
 
     dataset_class = FramewiseDataset
     collate_fn = staticmethod(collate_frames)
+    frame_targets = True  # augment=waveform refused: speed perturbation would move the frames
 
     def train_phone_sequences(self) -> list[list[int]]:
         """Training transcriptions as 0-based label sequences (for the phone bigram)."""
