@@ -98,8 +98,10 @@ def test_a_lightning_fit_gets_a_new_order_every_epoch(tmp_path):
     sampler = FrameBudgetBatchSampler(lengths, max_frames=120, shuffle=True, seed=3)
     loader = DataLoader(list(range(len(lengths))), batch_sampler=sampler)
     module = Recorder()
-    L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, default_root_dir=tmp_path).fit(module, loader)  # fmt: skip
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(module, loader)
     first, second = module.batches[0], module.batches[1]
     assert sorted(i for b in first for i in b) == sorted(i for b in second for i in b)
     assert first != second

@@ -3,6 +3,7 @@
 python -m recipes.timit.export ckpt_path=outputs/timit_ctc/runs/<run>/checkpoints/best.ckpt out=m
 python -m recipes.timit.export ckpt_path=... out=m decoding=beam overwrite=true
 python -m recipes.timit.export ckpt_path=... out=m8 quantize=int8
+python -m recipes.timit.export ckpt_path=... out=m onnx=true   # also model.onnx
 
 The folder (weights, config.json, MODEL_CARD.md, the inference code and rnnlib) is described in
 :mod:`recipes.toolkit.package.export`; load it with ``sys.path.insert(0, "m")``,
@@ -26,7 +27,8 @@ register_resolvers()  # ${shared_conf:}: the primary configs find the shared gro
 def main(cfg: DictConfig) -> None:
     module = load_recognizer(cfg.ckpt_path, cfg.get("decoding"), fill_missing=implied_hparams)
     out = export_package(module, Path(str(cfg.out)), cfg.ckpt_path, overwrite=cfg.overwrite,
-                         quantize=str(cfg.get("quantize", "none")))  # fmt: skip
+                         quantize=str(cfg.get("quantize", "none")),
+                         onnx=bool(cfg.get("onnx", False)))  # fmt: skip
     print(f"packaged model: {out}")
 
 

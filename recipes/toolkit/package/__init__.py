@@ -11,6 +11,8 @@
 ``vendor``          the runtime's source files, copied into a package with relative imports
 ``card``            ``MODEL_CARD.md``
 ``export``          writes the folder (weights, configuration, card, runtime, ``rnnlib``)
+``onnx_export``     the acoustic model as an ONNX graph written from its weights (``model.onnx``)
+``onnx_backend``    posteriors of ``model.onnx`` by onnxruntime (the runtime's ``backend="onnx"``)
 ==================  ===========================================================================
 
 The first five modules (and the toolkit modules they use: the acoustic model, the filterbank,

@@ -7,10 +7,17 @@ The folder holds::
     MODEL_CARD.md         training configuration, corpus, PER, versions, date
     recognizer_runtime/   the inference code (imports made relative, see vendor)
     rnnlib/               the layers it is built from
+    model.onnx            with ``onnx=True`` only: the acoustic model as an ONNX graph
 
 and is used with ``sys.path.insert(0, folder); import recognizer_runtime;
 recognizer_runtime.load()``. It is written into a temporary sibling folder and renamed into
 place, so an interrupted export leaves no half-written package under ``out``.
+
+``model.onnx`` (:mod:`recipes.toolkit.package.onnx_export`; needs the onnx package, and
+onnxruntime to check it against PyTorch before it is written) takes normalised features
+``[batch, time, dim]`` and lengths ``[batch]`` and gives the log-posteriors of the model in
+``weights.pt`` (the int8 one with ``quantize="int8"``); ``recognizer_runtime.load(
+backend="onnx")`` runs it with onnxruntime, or any ONNX runtime can.
 """
 
 from __future__ import annotations
@@ -26,13 +33,22 @@ import torch
 
 from recipes.toolkit.package.card import model_card
 from recipes.toolkit.package.convert import runtime_config
+from recipes.toolkit.package.onnx_backend import ONNX_FILE
 from recipes.toolkit.package.quantize import QUANTIZATIONS, quantize_int8
 from recipes.toolkit.package.runtime import CONFIG_FILE, WEIGHTS_FILE
-from recipes.toolkit.package.vendor import write_runtime
+from recipes.toolkit.package.vendor import RUNTIME_PACKAGE, write_runtime
 from recipes.toolkit.recognizer import SpeechRecognizer
 from recipes.toolkit.run.atomic import fsync_dir, fsync_tree
 
 CARD_FILE = "MODEL_CARD.md"
+ONNX_CARD = """
+## ONNX
+
+`{file}`: the acoustic model as an ONNX graph (opset 17), checked against PyTorch at export.
+Inputs `features` float32 `[batch, time, dim]` (normalised as `config.json` says) and
+`lengths` int64 `[batch]` (valid frames, any order); output `log_probs` float32
+`[batch, time, outputs]`. `{runtime}.load(backend="onnx")` runs it with onnxruntime.
+"""
 
 
 def export_package(
@@ -41,11 +57,13 @@ def export_package(
     checkpoint: str | os.PathLike | None = None,
     overwrite: bool = False,
     quantize: str = "none",
+    onnx: bool = False,
 ) -> Path:
     """Write the package of ``module`` (loaded from ``checkpoint``, which the card describes)
     to the folder ``out``; an existing non-empty ``out`` is replaced only with ``overwrite``.
     ``quantize="int8"`` stores the acoustic model dynamically quantised
-    (:mod:`recipes.toolkit.package.quantize`)."""
+    (:mod:`recipes.toolkit.package.quantize`); ``onnx`` also writes ``model.onnx``, checked
+    against the PyTorch model first."""
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
     out = Path(out).expanduser().absolute()
@@ -75,6 +93,11 @@ def export_package(
         write_runtime(staging)
         source = None if checkpoint is None else Path(checkpoint).expanduser()
         card = model_card(module, config, source, datetime.now(UTC))
+        if onnx:
+            from recipes.toolkit.package.onnx_export import export_onnx
+
+            export_onnx(model, staging / ONNX_FILE)
+            card += ONNX_CARD.format(file=ONNX_FILE, runtime=RUNTIME_PACKAGE)
         (staging / CARD_FILE).write_text(card, encoding="utf-8")
         fsync_tree(staging)
         if out.exists():

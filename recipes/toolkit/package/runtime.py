@@ -8,6 +8,9 @@ exported folder carries, so the folder runs without the training code
 (:mod:`recipes.toolkit.package.export`); in the repository,
 :class:`recipes.toolkit.inference.Recognizer` builds the same object from a checkpoint.
 
+``backend="onnx"`` (:meth:`PhoneRecognizer.from_directory`) takes the log-posteriors from the
+package's ``model.onnx`` by onnxruntime, which is imported only then.
+
 Audio is a file path (any format soundfile reads, any rate) or a waveform: ``[samples]`` or
 ``[channels, samples]`` at int16 scale (as :func:`read_audio` returns it), at ``sample_rate``.
 """
@@ -28,6 +31,7 @@ from recipes.toolkit.model import AcousticModel
 from recipes.toolkit.package.audio import SAMPLE_RATE, as_waveform, check_long_enough, read_audio
 from recipes.toolkit.package.decoders import CTCDecoder, FramewiseDecoder
 from recipes.toolkit.package.features import FeatureConfig, compute_fbank, normalise
+from recipes.toolkit.package.onnx_backend import BACKENDS, ONNX_FILE, OnnxAcousticModel
 from recipes.toolkit.package.quantize import quantize_int8
 from recipes.toolkit.package.timing import TimedPhone, map_segments, to_seconds
 
@@ -171,14 +175,22 @@ class PhoneRecognizer:
 
     @classmethod
     def from_directory(
-        cls, directory: str | os.PathLike, decoding: Mapping | None = None
+        cls, directory: str | os.PathLike, decoding: Mapping | None = None, backend: str = "torch"
     ) -> PhoneRecognizer:
         """Load a packaged model: ``config.json`` and the acoustic model's ``weights.pt``;
-        ``decoding`` overrides some of its decoding options (e.g. ``{"method": "beam"}``)."""
+        ``decoding`` overrides some of its decoding options (e.g. ``{"method": "beam"}``).
+        ``backend="onnx"`` runs the package's ``model.onnx`` with onnxruntime instead (a package
+        exported with ``onnx=true``; :mod:`recipes.toolkit.package.onnx_backend`)."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         folder = Path(directory)
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         if decoding:
             config["decoding"] = {**config["decoding"], **dict(decoding)}
+        if backend == "onnx":
+            if not (folder / ONNX_FILE).is_file():
+                raise FileNotFoundError(f"{folder / ONNX_FILE}: export the package with onnx=true")
+            return cls(config, OnnxAcousticModel(folder / ONNX_FILE))
         model = AcousticModel(
             int(config["feature_dim"]), int(config["num_outputs"]), config["rnn"],
             **config["model"],
@@ -198,10 +210,13 @@ class PhoneRecognizer:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        parameter = next(self.model.parameters(), None)  # none: the onnx backend (CPU)
+        return torch.device("cpu") if parameter is None else parameter.device
 
     def to(self, device: str | torch.device) -> PhoneRecognizer:
         """Run the acoustic model on ``device`` (features and decoding stay on the CPU)."""
+        if getattr(self.model, "cpu_only", False) and torch.device(device).type != "cpu":
+            raise ValueError("the onnx backend runs on the CPU")
         self.model.to(device)
         return self
 

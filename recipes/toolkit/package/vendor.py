@@ -4,7 +4,8 @@ The runtime modules of :mod:`recipes.toolkit.package` and the toolkit modules th
 each other by their repository names; copied into ``<folder>/recognizer_runtime/`` those imports
 become relative ones (``from recipes.toolkit.model import X`` -> ``from .model import X``), and
 ``rnnlib/`` is copied beside it. Every copied file is checked to import nothing but the standard
-library, torch, torchaudio, numpy, soundfile (optional, inside a function) and ``rnnlib``.
+library, torch, torchaudio, numpy, soundfile and onnxruntime (optional, each inside a function)
+and ``rnnlib``.
 
 >>> rewrite_imports("from recipes.toolkit.model import AcousticModel\\n", "runtime")
 'from .model import AcousticModel\\n'
@@ -31,7 +32,9 @@ MODULES: dict[str, str] = {
     "recipes.toolkit.package.timing": "timing",
     "recipes.toolkit.package.streaming": "streaming",
     "recipes.toolkit.package.quantize": "quantize",
+    "recipes.toolkit.package.onnx_backend": "onnx_backend",
     "recipes.toolkit.model": "model",
+    "recipes.toolkit.crdnn": "crdnn",
     "recipes.toolkit.data.fbank": "fbank",
     "recipes.toolkit.data.feature_config": "feature_config",
     "recipes.toolkit.data.feature_store": "feature_store",
@@ -39,9 +42,10 @@ MODULES: dict[str, str] = {
     "recipes.toolkit.ctc.decoding": "ctc_decoding",
     "recipes.toolkit.framewise.viterbi": "viterbi",
 }
-ALLOWED_ROOTS = frozenset({"torch", "torchaudio", "numpy", "soundfile", "rnnlib"}) | frozenset(
-    sys.stdlib_module_names
-)
+# onnxruntime: imported only by the onnx backend, inside the function that makes its session
+ALLOWED_ROOTS = frozenset(
+    {"torch", "torchaudio", "numpy", "soundfile", "onnxruntime", "rnnlib"}
+) | frozenset(sys.stdlib_module_names)
 RNNLIB = Path(importlib.util.find_spec("rnnlib").origin).parent
 
 INIT = '''"""The runtime of a packaged phone recogniser (written by recipes.toolkit.package.export).
@@ -62,10 +66,11 @@ __all__ = ["MODEL_DIR", "PhoneRecognizer", "TimedPhone", "load", "read_audio"]
 MODEL_DIR = Path(__file__).resolve().parent.parent
 
 
-def load(directory=None, decoding=None) -> PhoneRecognizer:
+def load(directory=None, decoding=None, backend="torch") -> PhoneRecognizer:
     """The packaged model of ``directory`` (default: the folder holding this package);
-    ``decoding`` overrides some of its decoding options."""
-    return PhoneRecognizer.from_directory(directory or MODEL_DIR, decoding)
+    ``decoding`` overrides some of its decoding options; ``backend="onnx"`` runs its
+    ``model.onnx`` with onnxruntime (a package exported with onnx=true)."""
+    return PhoneRecognizer.from_directory(directory or MODEL_DIR, decoding, backend)
 '''
 
 

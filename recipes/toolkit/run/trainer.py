@@ -15,8 +15,8 @@ def build_trainer(cfg: DictConfig, resume_from: str | None = None, **overrides) 
     """Instantiate ``cfg.trainer`` with the configured callbacks and loggers (or ``overrides``).
 
     ``cfg.averaging`` (a weight-averaging callback, :mod:`recipes.toolkit.run.averaging`), when
-    set, joins the callbacks. With them (a training run) comes :class:`ResumeGuard`: checkpoints keep
-    the run's config, and resuming ``resume_from`` (the checkpoint the fit will be given) with
+    set, joins the callbacks. With them (a training run) comes :class:`ResumeGuard`: checkpoints
+    keep the run's config, and resuming ``resume_from`` (the checkpoint the fit will be given) with
     changed settings stops before training.
     """
     if "callbacks" not in overrides:
