@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -16,6 +18,8 @@ class Regression(L.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
+        # A constant buffer with a log-probability of zero, as a decoder's bigram holds.
+        self.register_buffer("log_prior", torch.tensor([0.0, -math.inf]))
         self.validated: list[float] = []
 
     def training_step(self, batch, batch_idx):
@@ -120,6 +124,16 @@ def test_ema_validates_the_moving_average_of_every_step(tmp_path):
     assert module.validated[-1] != pytest.approx(recorder.steps[-1], rel=1e-3)
     state = saved(tmp_path / "epoch=1.ckpt")
     assert float(state["state_dict"]["weight"]) == pytest.approx(expected[-1], rel=1e-6)
+
+
+@pytest.mark.parametrize("make", [lambda: EpochAveraging(epochs=3), lambda: EMAAveraging(0.5)])
+def test_constant_buffers_survive_averaging_even_minus_infinity(make, tmp_path):
+    """``-inf - -inf`` is nan: an average must keep a constant buffer as it is."""
+    module, _ = fit(tmp_path, make(), max_epochs=3)
+    state = saved(tmp_path / "epoch=2.ckpt")
+    assert "current_model_state" in state  # the average was saved
+    assert state["state_dict"]["log_prior"].tolist() == [0.0, -math.inf]
+    assert module.log_prior.tolist() == [0.0, -math.inf]
 
 
 @pytest.mark.parametrize(

@@ -26,12 +26,35 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
+import torch
+from lightning.pytorch.callbacks import WeightAveraging
 
 from recipes.toolkit.run.buffers import broadcast_buffers
 
 
-class EMAAveraging(EMAWeightAveraging):
+def _average(update):
+    """An ``avg_fn`` of :class:`~torch.optim.swa_utils.AveragedModel` from ``update(average,
+    current, count)``: where both tensors hold the same value the average keeps it (so a constant
+    buffer of ``-inf``, such as a log-probability of zero, is not turned into ``nan`` by
+    ``-inf - -inf``), and a tensor that is not floating point takes the current value (a count
+    such as batch norm's ``num_batches_tracked``)."""
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        if not averaged.is_floating_point():
+            return current
+        return torch.where(averaged == current, averaged, update(averaged, current, count))
+
+    return average
+
+
+def _ema(decay: float):
+    return _average(lambda averaged, current, count: decay * averaged + (1 - decay) * current)
+
+
+_mean = _average(lambda averaged, current, count: averaged + (current - averaged) / (count + 1))
+
+
+class EMAAveraging(WeightAveraging):
     """Exponential moving average of the weights (and batch-norm statistics) after every step.
 
     Args:
@@ -43,7 +66,13 @@ class EMAAveraging(EMAWeightAveraging):
     def __init__(self, decay: float = 0.99, update_starting_at_step: int | None = None) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"averaging.decay must be in (0, 1), got {decay}")
-        super().__init__(decay=decay, update_starting_at_step=update_starting_at_step)
+        super().__init__(avg_fn=_ema(float(decay)))
+        self.decay = float(decay)
+        self.update_starting_at_step = update_starting_at_step
+
+    def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
+        start = self.update_starting_at_step or 0
+        return step_idx is not None and step_idx >= start
 
     def on_validation_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         super().on_validation_epoch_start(trainer, module)
@@ -64,7 +93,7 @@ class EpochAveraging(WeightAveraging):
     def __init__(self, epochs: int = 5) -> None:
         if int(epochs) < 1:
             raise ValueError(f"averaging.epochs must be at least 1, got {epochs}")
-        super().__init__()
+        super().__init__(avg_fn=_mean)
         self.epochs = int(epochs)
         self._latest_averaged_epoch = -1
         self._swapped = False
