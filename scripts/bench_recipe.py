@@ -109,16 +109,18 @@ class Runner:
         self.parameters = sum(p.numel() for p in self.module.parameters())
         self.skipped = 0
 
-    def step(self, batch: dict, index: int) -> None:
+    def step(self, batch: dict, index: int) -> float | None:
+        """One step; the loss, or ``None`` for a skipped step (non-finite loss)."""
         loss = self.module.training_step(batch, index)
         if loss is None:  # a non-finite loss: the recipe skips the step
             self.skipped += 1
-            return
+            return None
         loss.backward()
         if self.clip:
             torch.nn.utils.clip_grad_norm_(self.module.parameters(), float(self.clip))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
 
 
 def training_batches(datamodule: SpeechDataModule, count: int) -> list[dict]:

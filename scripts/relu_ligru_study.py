@@ -83,21 +83,14 @@ def run_cell(cell: str, steps: int, data_dir: Path, base: list[str]) -> dict:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*self.log.*")
                 try:
-                    loss = runner.module.training_step(batch, step)
+                    loss = runner.step(batch, step)  # the recipe's step: loss, clipping, Adam
                 except RuntimeError as exc:  # the recipe's own stop on non-finite losses
                     if "non-finite" not in str(exc):
                         raise
                     in_a_row, first_bad = limit, step if first_bad is None else first_bad
                     break
-                if loss is None:
-                    runner.skipped += 1
-                else:
-                    losses.append(float(loss))
-                    loss.backward()
-                    clip = float(cfg.trainer.gradient_clip_val)
-                    torch.nn.utils.clip_grad_norm_(runner.module.parameters(), clip)
-                    runner.optimizer.step()
-                    runner.optimizer.zero_grad(set_to_none=True)
+                if loss is not None:
+                    losses.append(loss)
             bad = runner.skipped > skipped
             in_a_row = in_a_row + 1 if bad else 0
             if bad and first_bad is None:

@@ -131,6 +131,13 @@ def _error_reason(run_dir: Path) -> str:
     return ""
 
 
+def split_per(results: dict, split: str) -> float | None:
+    """The PER of ``split`` in a run's ``results.json`` (for dev, the training's best dev PER
+    when the split was not evaluated after training), else ``None``."""
+    fallback = results.get("best_dev_per") if split == "dev" else None
+    return ((results.get("eval") or {}).get(split) or {}).get("per", fallback)
+
+
 def load_run(path: Path) -> RunRecord:
     """Read ``.hydra/{config,overrides}.yaml`` and ``results.json`` of one run directory."""
     path = Path(path)
@@ -159,9 +166,8 @@ def load_run(path: Path) -> RunRecord:
     except (json.JSONDecodeError, OSError) as exc:
         record.status, record.reason = "failed", f"unreadable results.json: {exc}"
         return record
-    evaluated = results.get("eval") or {}
-    record.dev_per = (evaluated.get("dev") or {}).get("per", results.get("best_dev_per"))
-    record.test_per = (evaluated.get("test") or {}).get("per")
+    record.dev_per = split_per(results, "dev")
+    record.test_per = split_per(results, "test")
     record.parameters = results.get("parameters")
     record.train_seconds = results.get("train_seconds")
     record.epochs = results.get("epochs")

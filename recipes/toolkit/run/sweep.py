@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recipes.toolkit.run.summary import split_per
+
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
@@ -78,8 +80,7 @@ def read_dev_per(run_dir: Path) -> float | None:
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         return None
-    results = json.loads(path.read_text())
-    dev = ((results.get("eval") or {}).get("dev") or {}).get("per", results.get("best_dev_per"))
+    dev = split_per(json.loads(path.read_text()), "dev")
     return None if dev is None else float(dev)
 
 
