@@ -4,7 +4,8 @@ The TIMIT CTC recipe's default configuration (recipes/timit/conf/train.yaml) on 
 corpus: its data module (features, frame-budget batches) and, per type, its recogniser
 (``build_recognizer``), optimizer (``configure_optimizers``) and gradient clipping
 (``trainer.gradient_clip_val``). One step is what Lightning runs per training batch: the
-recogniser's ``training_step`` (forward and CTC loss), backward, clipping, optimizer step and
+recogniser's ``training_step`` (forward and CTC loss, with the frame loss when the configuration
+has it), backward, clipping, optimizer step and
 zeroing of the gradients. Every type steps through the same first ``--steps`` training batches
 of the first epoch, the types interleaved batch by batch so that load on a shared machine hits
 them alike, after one warm-up step each. Beside each step the type's bare layer stack (the
@@ -45,6 +46,7 @@ from bench_rnn import training_step as bare_layer_step  # noqa: E402
 
 from recipes.timit.data import timit_datamodule
 from recipes.timit.phones import scoring_map
+from recipes.timit.train import ctc_task
 from recipes.toolkit.config import register_resolvers
 from recipes.toolkit.ctc.module import CTCRecognizer
 from recipes.toolkit.data.datamodule import SpeechDataModule
@@ -98,8 +100,9 @@ class Runner:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         score_map = scoring_map(int(cfg.data.train_phones), int(cfg.data.score_phones))
         self.module = build_recognizer(
-            cfg, datamodule.phones, corpus.feature_dim, score_map, corpus.identity, corpus.stats
-        )
+            cfg, datamodule.phones, corpus.feature_dim, score_map, corpus.identity, corpus.stats,
+            options=ctc_task(cfg)[1],
+        )  # fmt: skip
         if split_type(name)[1]:
             use_packed_route(self.module.model.encoder)
         self.module.train()
@@ -139,7 +142,7 @@ def bench(args: argparse.Namespace) -> dict:
     first = configs[BASELINE]
     datamodule = timit_datamodule(
         first.data, first.features, first.seed, first.prepare_workers, first.get("augment"),
-        kind=SpeechDataModule,
+        kind=ctc_task(first)[0],
     )  # fmt: skip
     datamodule.load()
     batches = training_batches(datamodule, args.steps)

@@ -11,14 +11,23 @@ from omegaconf import DictConfig
 from recipes.timit.training import start_training
 from recipes.toolkit.config import register_resolvers
 from recipes.toolkit.ctc.decoding import BigramLM
+from recipes.toolkit.ctc.frame_loss import CTCFrameDataModule
 from recipes.toolkit.ctc.module import CTCRecognizer
 from recipes.toolkit.data.datamodule import SpeechDataModule
 from recipes.toolkit.workflow import train_and_evaluate
 
 
+def ctc_task(cfg: DictConfig) -> tuple[type[SpeechDataModule], dict]:
+    """The data module class and the recogniser's own options of ``cfg``: batches carry frame
+    targets only when the frame loss is on (``frame_loss_weight`` > 0)."""
+    weight = float(cfg.get("frame_loss_weight", 0.0))
+    return (CTCFrameDataModule if weight else SpeechDataModule), {"frame_loss_weight": weight}
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit, evaluate the best checkpoint on ``cfg.eval_splits``, write results; return them."""
-    module, datamodule = start_training(cfg, CTCRecognizer, SpeechDataModule)
+    kind, options = ctc_task(cfg)
+    module, datamodule = start_training(cfg, CTCRecognizer, kind, options=options)
     module.set_bigram(
         BigramLM.estimate(datamodule.train_label_sequences(), len(datamodule.phones) + 1)
     )

@@ -3,6 +3,8 @@ seed, prepare the corpus, build the recogniser for TIMIT's phone sets."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import lightning as L
 from omegaconf import DictConfig
 
@@ -15,10 +17,14 @@ from recipes.toolkit.workflow import build_recognizer
 
 
 def start_training(
-    cfg: DictConfig, recognizer: type[SpeechRecognizer], kind: type[SpeechDataModule]
+    cfg: DictConfig,
+    recognizer: type[SpeechRecognizer],
+    kind: type[SpeechDataModule],
+    options: Mapping | None = None,
 ) -> tuple[SpeechRecognizer, SpeechDataModule]:
-    """The recogniser (a ``recognizer``, trained on ``train_phones``, scored on ``score_phones``)
-    and the data module (a ``kind``) of a training run, after the checks that need no data."""
+    """The recogniser (a ``recognizer``, trained on ``train_phones``, scored on ``score_phones``;
+    ``options``: the task's own arguments of it) and the data module (a ``kind``) of a training
+    run, after the checks that need no data."""
     validate_run_config(cfg, recognizer.decoding_methods)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = timit_datamodule(
@@ -28,6 +34,6 @@ def start_training(
     module = build_recognizer(
         cfg, datamodule.phones, corpus.feature_dim,
         scoring_map(int(cfg.data.train_phones), int(cfg.data.score_phones)),
-        corpus.identity, corpus.stats, recognizer=recognizer,
+        corpus.identity, corpus.stats, recognizer=recognizer, options=options,
     )  # fmt: skip
     return module, datamodule

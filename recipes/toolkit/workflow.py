@@ -45,9 +45,11 @@ def build_recognizer(
     corpus: Mapping[str, str] | None = None,
     stats: tuple[torch.Tensor, torch.Tensor] | None = None,
     recognizer: type[SpeechRecognizer] = CTCRecognizer,
+    options: Mapping | None = None,
 ) -> SpeechRecognizer:
     """The recogniser described by the ``rnn``, ``model``, ``optim``, ... groups of ``cfg``;
-    ``corpus``: what it is trained on; ``stats``: the training data's feature mean and std."""
+    ``corpus``: what it is trained on; ``stats``: the training data's feature mean and std;
+    ``options``: arguments of the task's own recogniser (``frame_loss_weight`` of CTC)."""
     module = recognizer(
         phones=phones,
         feature_dim=feature_dim,
@@ -61,6 +63,7 @@ def build_recognizer(
         features=cfg.features,
         score_map=score_map,
         corpus=corpus,
+        **dict(options or {}),
     )
     if stats is not None:
         module.set_feature_stats(*stats)

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from recipes.toolkit.ctc.decoding import BigramLM, greedy_decode, prefix_beam_search
+from recipes.toolkit.ctc.frame_loss import frame_cross_entropy
 from recipes.toolkit.recognizer import SpeechRecognizer
 
 
@@ -12,7 +13,9 @@ class CTCRecognizer(SpeechRecognizer):
 
     Takes the arguments of :class:`~recipes.toolkit.recognizer.SpeechRecognizer`; ``decoding``
     is ``method`` (greedy, beam), ``beam_width``, ``lm_weight``, ``insertion_bonus``. Outputs are
-    the blank (0) and the labels (1..N).
+    the blank (0) and the labels (1..N). ``frame_loss_weight`` > 0 adds that times the frame
+    cross-entropy of :mod:`recipes.toolkit.ctc.frame_loss` to the CTC loss (batches must then
+    carry ``frame_targets``: :class:`~recipes.toolkit.ctc.frame_loss.CTCFrameDataModule`).
 
     Example:
         >>> module = CTCRecognizer(["a", "b"], 4, {"name": "gru", "hidden_size": 8})
@@ -28,8 +31,11 @@ class CTCRecognizer(SpeechRecognizer):
     def num_outputs(num_labels: int) -> int:
         return num_labels + 1  # the blank and the labels
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, frame_loss_weight: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
+        if frame_loss_weight < 0:
+            raise ValueError(f"frame_loss_weight must be >= 0, got {frame_loss_weight}")
+        self.hparams["frame_loss_weight"] = float(frame_loss_weight)
         outputs = self.num_outputs(len(self.phones))
         self.register_buffer("bigram", torch.zeros(outputs, outputs))
 
@@ -71,4 +77,16 @@ class CTCRecognizer(SpeechRecognizer):
             blank=0,
             reduction="mean",
         )
+        weight = self.hparams.get("frame_loss_weight", 0.0)
+        if weight:
+            if "frame_targets" not in batch:
+                raise ValueError(
+                    "frame_loss_weight > 0 needs batches with frame targets: train with "
+                    "recipes.toolkit.ctc.frame_loss.CTCFrameDataModule"
+                )
+            frame_loss = frame_cross_entropy(log_probs, batch["frame_targets"])
+            size = len(batch["lengths"])
+            self.log("train_ctc_loss", loss.detach(), on_epoch=True, batch_size=size)
+            self.log("train_frame_loss", frame_loss.detach(), on_epoch=True, batch_size=size)
+            loss = loss + weight * frame_loss
         return self.guard_loss(loss, batch)

@@ -135,7 +135,8 @@ class SpeechDataModule(L.LightningDataModule):
         if isinstance(augment, WaveformAugment) and self.frame_targets:
             raise ValueError(
                 "augment=waveform changes the number of frames (speed perturbation), and this "
-                "task's frame targets do not follow it: use augment=specaugment or augment=null"
+                "task's frame targets do not follow it: use augment=specaugment or augment=null "
+                "(or, for the CTC task, frame_loss_weight=0: CTC alone needs no frame targets)"
             )
         self.prepare = prepare
         self.maps = maps
