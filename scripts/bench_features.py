@@ -39,12 +39,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_recipe import REPO, Runner, compose_config  # noqa: E402
+from bench_recipe import REPO, Runner, compose_config, recipe_datamodule  # noqa: E402
 
 from recipes.timit.builtin.generate import GeneratorParams, ensure_builtin_corpus  # noqa: E402
 from recipes.timit.corpus import SAMPLE_RATE, read_timit  # noqa: E402
-from recipes.timit.data import timit_datamodule  # noqa: E402
-from recipes.timit.train import ctc_task  # noqa: E402
 from recipes.toolkit.data.feature_config import FeatureConfig  # noqa: E402
 from recipes.toolkit.data.features import prepare_features  # noqa: E402
 
@@ -83,8 +81,7 @@ def child_memory(overrides: list[str], data_dir: Path, cache: Path) -> dict:
     """Run in a fresh process: memory after loading, after an epoch, after an in-memory copy."""
     cfg = compose_config("ligru", [*overrides, f"data.cache_dir={cache}"], data_dir)
     before = memory_status()
-    datamodule = timit_datamodule(cfg.data, cfg.features, cfg.seed, cfg.prepare_workers,
-                                  kind=ctc_task(cfg)[0])  # fmt: skip
+    datamodule = recipe_datamodule(cfg)
     datamodule.setup("fit")
     loaded = memory_status()
     for _ in datamodule.train_dataloader():
@@ -121,8 +118,7 @@ def measure(label: str, overrides: list[str], args: argparse.Namespace) -> dict:
         memory = json.loads(done.stdout.strip().splitlines()[-1])
 
         cfg = compose_config("ligru", [*overrides, f"data.cache_dir={cache}"], data_dir)
-        datamodule = timit_datamodule(cfg.data, cfg.features, cfg.seed, cfg.prepare_workers,
-                                      kind=ctc_task(cfg)[0])  # fmt: skip
+        datamodule = recipe_datamodule(cfg)
         datamodule.setup("fit")
         started = time.perf_counter()
         batches = []

@@ -126,6 +126,12 @@ class Runner:
         return float(loss.detach())
 
 
+def recipe_datamodule(cfg: DictConfig) -> SpeechDataModule:
+    """The data module the recipe builds for ``cfg`` (frame targets when its frame loss is on)."""
+    return timit_datamodule(cfg.data, cfg.features, cfg.seed, cfg.prepare_workers,
+                            cfg.get("augment"), kind=ctc_task(cfg)[0])  # fmt: skip
+
+
 def training_batches(datamodule: SpeechDataModule, count: int) -> list[dict]:
     """The first ``count`` training batches of the first epoch (after the transfer hook)."""
     batches = itertools.islice(datamodule.train_dataloader(), count)
@@ -140,10 +146,7 @@ def bench(args: argparse.Namespace) -> dict:
     data_dir = Path(args.data_dir).resolve()
     configs = {n: compose_config(split_type(n)[0], args.corpus_overrides, data_dir) for n in types}
     first = configs[BASELINE]
-    datamodule = timit_datamodule(
-        first.data, first.features, first.seed, first.prepare_workers, first.get("augment"),
-        kind=ctc_task(first)[0],
-    )  # fmt: skip
+    datamodule = recipe_datamodule(first)
     datamodule.load()
     batches = training_batches(datamodule, args.steps)
     if len(batches) < args.steps:

@@ -7,8 +7,6 @@ import warnings
 import pytest
 import torch
 
-from recipes.timit.data import timit_datamodule
-from recipes.timit.train import ctc_task
 from tests.recipe_helpers import REPO, load_script
 
 PRESETS = sorted(
@@ -41,8 +39,7 @@ def test_every_preset_takes_a_training_step(preset, bench, tmp_path_factory):
         cfg.model.conv2d_channels = [4] * len(cfg.model.conv2d_channels)  # its CRDNN, narrower
     if cfg.model.get("dnn_sizes"):
         cfg.model.dnn_sizes = [16] * len(cfg.model.dnn_sizes)
-    datamodule = timit_datamodule(cfg.data, cfg.features, cfg.seed, cfg.prepare_workers,
-                                  cfg.get("augment"), kind=ctc_task(cfg)[0])  # fmt: skip
+    datamodule = bench.recipe_datamodule(cfg)
     datamodule.load()
     (batch,) = bench.training_batches(datamodule, 1)
     runner = bench.Runner(preset, cfg, datamodule)

@@ -77,7 +77,7 @@ class CTCRecognizer(SpeechRecognizer):
             blank=0,
             reduction="mean",
         )
-        weight = self.hparams.get("frame_loss_weight", 0.0)
+        weight = self.hparams.frame_loss_weight
         if weight:
             if "frame_targets" not in batch:
                 raise ValueError(
