@@ -6,11 +6,19 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from recipes.toolkit.run.sweep import SweepPlan, best_learning_rates, run_sweep
+from recipes.toolkit.run.sweep import (
+    SweepPlan,
+    SweepRun,
+    best_learning_rates,
+    run_sweep,
+    train_with_recipe,
+)
 from tests.recipe_helpers import SMALL_CORPUS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +75,62 @@ def test_ranking_refuses_a_partial_grid(tmp_path):
     FakeRecipe()(plan().grid()[0], tmp_path / plan().grid()[0].name, [])
     with pytest.raises(RuntimeError, match="gru/lr0.002/seed1"):
         best_learning_rates(plan(), tmp_path)
+
+
+class MeetingRecipe(FakeRecipe):
+    """A FakeRecipe whose first two runs wait for each other (they finish only side by side);
+    after the meeting the one that does not fail takes ``linger`` seconds more."""
+
+    def __init__(self, fail: str | None = None, linger: float = 0.0) -> None:
+        super().__init__(fail)
+        self.meeting = threading.Barrier(2, timeout=20)
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.linger = linger
+
+    def __call__(self, run, run_dir: Path, overrides) -> int:
+        with self.lock:
+            self.calls += 1
+            first_two = self.calls <= 2
+        if first_two:
+            self.meeting.wait()  # BrokenBarrierError if the two never run at the same time
+            if run.name != self.fail:
+                time.sleep(self.linger)
+        return super().__call__(run, run_dir, overrides)
+
+
+def test_jobs_train_side_by_side_with_the_same_outcome(tmp_path):
+    serial = FakeRecipe()
+    best_serial, final_serial = run_sweep(plan(), tmp_path / "serial", serial)
+    recipe = MeetingRecipe()
+    best, final = run_sweep(plan(), tmp_path / "jobs", recipe, jobs=2)
+    assert best == best_serial
+    assert [p.relative_to(tmp_path / "jobs") for p in final] == [
+        p.relative_to(tmp_path / "serial") for p in final_serial]  # fmt: skip
+    assert sorted(recipe.trained) == sorted(serial.trained)
+
+
+def test_with_jobs_a_failure_starts_no_further_run(tmp_path):
+    recipe = MeetingRecipe(fail="gru/lr0.001/seed1", linger=0.5)
+    with pytest.raises(RuntimeError, match="gru/lr0.001/seed1 failed"):
+        run_sweep(plan(), tmp_path, recipe, jobs=2)
+    # the failure and the run beside it (which ends after the failure); nothing after them
+    assert sorted(recipe.trained) == ["gru/lr0.001/seed1", "gru/lr0.002/seed1"]
+    with pytest.raises(ValueError, match="jobs"):
+        run_sweep(plan(), tmp_path, recipe, jobs=0)
+
+
+def test_a_quiet_runner_logs_to_the_run_folder_with_its_threads(tmp_path, monkeypatch):
+    """The recipe runner with threads and quiet: a module that prints its thread setting."""
+    (tmp_path / "print_threads.py").write_text(
+        "import os, sys\nprint('threads', os.environ['OMP_NUM_THREADS'], sys.argv[1:])\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    runner = train_with_recipe("print_threads", threads=3, quiet=True)
+    run_dir = tmp_path / "gru" / "lr0.001" / "seed1"
+    assert runner(SweepRun("gru", 0.001, 1), run_dir, ["x=1"]) == 0
+    text = (run_dir / "sweep.log").read_text()
+    assert text.startswith("threads 3 ['x=1', 'rnn=gru', 'optim.lr=0.001', 'seed=1'"), text
 
 
 def test_overrides_the_sweep_sets_are_refused():

@@ -24,8 +24,10 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from threading import Event
 
 from recipes.toolkit.run.summary import split_per
 
@@ -108,34 +110,65 @@ def best_learning_rates(plan: SweepPlan, out: Path) -> dict[str, float]:
 Runner = Callable[[SweepRun, Path, Sequence[str]], int]
 
 
-def train_with_recipe(module: str) -> Runner:
+def train_with_recipe(module: str, threads: int | None = None, quiet: bool = False) -> Runner:
     """A runner that trains one run with ``python -m module`` (a task's training entry point,
-    e.g. ``recipes.timit.train``) in its own directory."""
+    e.g. ``recipes.timit.train``) in its own directory. ``threads``: the run's OpenMP / MKL
+    threads (``OMP_NUM_THREADS``); ``None`` keeps the environment's. ``quiet``: the run's output
+    goes to ``<run_dir>/sweep.log`` instead of this terminal (for runs side by side)."""
 
     def run(sweep_run: SweepRun, run_dir: Path, overrides: Sequence[str]) -> int:
         command = [sys.executable, "-m", module, *overrides, *sweep_run.overrides(),
                    f"hydra.run.dir={run_dir}"]  # fmt: skip
-        return subprocess.call(command, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if threads is not None:
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        if not quiet:
+            return subprocess.call(command, env=env)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / "sweep.log", "w") as output:
+            return subprocess.call(command, env=env, stdout=output, stderr=subprocess.STDOUT)
 
     return run
 
 
-def run_sweep(plan: SweepPlan, out: Path, runner: Runner) -> tuple[dict[str, float], list[Path]]:
-    """Train what is missing of both stages; return each type's best learning rate and the run
-    directories of the final table (every seed at each best). A failed run stops the sweep
-    with its name (its directory keeps the log)."""
+def run_sweep(
+    plan: SweepPlan, out: Path, runner: Runner, jobs: int = 1
+) -> tuple[dict[str, float], list[Path]]:
+    """Train what is missing of both stages, ``jobs`` runs at a time; return each type's best
+    learning rate and the run directories of the final table (every seed at each best). A
+    failed run stops the sweep with its name once the runs in flight have ended (its directory
+    keeps the log). Which runs train side by side changes no result: each is its own process
+    with its own seed (its thread count is the runner's)."""
     out = Path(out)
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    failed = Event()  # set by the first failure: no run starts after it
+
+    def train_one(stage: str, index: int, total: int, sweep_run: SweepRun) -> str | None:
+        if failed.is_set():
+            return None
+        run_dir = out / sweep_run.name
+        log.info("%s %d/%d %s: training", stage, index, total, sweep_run.name)
+        code = runner(sweep_run, run_dir, plan.overrides)
+        dev = read_dev_per(run_dir)
+        if code != 0 or dev is None:
+            failed.set()
+            log.error("%s %s failed (exit %s): see %s", stage, sweep_run.name, code, run_dir)
+            return f"{sweep_run.name} failed (exit {code}): see {run_dir}"
+        log.info("%s %s: done, dev PER %.2f", stage, sweep_run.name, dev)
+        return None
 
     def train(runs: list[SweepRun], stage: str) -> None:
+        todo = []
         for index, sweep_run in enumerate(runs, start=1):
-            run_dir = out / sweep_run.name
-            if read_dev_per(run_dir) is not None:
+            if read_dev_per(out / sweep_run.name) is not None:
                 log.info("%s %d/%d %s: done before, kept", stage, index, len(runs), sweep_run.name)
-                continue
-            log.info("%s %d/%d %s: training", stage, index, len(runs), sweep_run.name)
-            code = runner(sweep_run, run_dir, plan.overrides)
-            if code != 0 or read_dev_per(run_dir) is None:
-                raise RuntimeError(f"{sweep_run.name} failed (exit {code}): see {run_dir}")
+            else:
+                todo.append((stage, index, len(runs), sweep_run))
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            failures = [f for f in pool.map(lambda task: train_one(*task), todo) if f]
+        if failures:
+            raise RuntimeError("; ".join(failures))
 
     train(plan.grid(), "grid")
     best = best_learning_rates(plan, out)
