@@ -36,7 +36,10 @@ def test_overfits_a_few_utterances(overfit_run):
     assert "run directory:" in done.stdout and "| train |" in done.stdout
     for name in ("run_info.json", "learning_curves.png", "posteriors.png", ".hydra/config.yaml"):
         assert (run_dir / name).exists(), name
-    routes = json.loads((run_dir / "run_info.json").read_text())["product_routes"]
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["torch_threads"] >= 1 and info["cores"] >= 1, info  # both change rounding
+    assert info["cpu"]["vendor"] == info["product_routes"]["cpu_vendor"], info
+    routes = info["product_routes"]
     assert routes["deterministic"] and routes["float32"] == "blas", routes  # trainer=cpu's promise
     speakers = (run_dir / "eval" / "train_speakers.tsv").read_text().splitlines()
     assert len(speakers) == 1 + 4

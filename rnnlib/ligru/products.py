@@ -75,6 +75,22 @@ def cpu_has_avx512() -> bool:
     return "avx512f" in _cpuinfo().get("flags", "").split()
 
 
+def cpu_identity() -> dict[str, str]:
+    """The CPU as ``/proc/cpuinfo`` names it: vendor, model name, family and model number
+    (``unknown`` where unreadable). Another CPU can round differently (a run record names it).
+
+    >>> sorted(cpu_identity())
+    ['family', 'model', 'model_name', 'vendor']
+    """
+    fields = _cpuinfo()
+    return {
+        "vendor": cpu_vendor(),
+        "model_name": fields.get("model name", "unknown"),
+        "family": fields.get("cpu family", "unknown"),
+        "model": fields.get("model", "unknown"),
+    }
+
+
 def product_route(dtype: torch.dtype = torch.float32) -> str:
     """``"onednn"`` or ``"blas"``: the route of CPU products in ``dtype`` here (never timed).
 

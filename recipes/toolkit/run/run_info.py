@@ -1,16 +1,20 @@
-"""What a run directory records about how it was made: git, packages, the CPU's product routes.
+"""What a run directory records about how it was made: git, packages, the CPU, its threads and
+its product routes (the CPU model and the thread count both change float rounding).
 
 Call :func:`write_run_info` after the Trainer exists: ``deterministic: true`` changes the routes.
 """
 
 import json
+import os
 import platform
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
-from rnnlib.ligru.products import describe_routes
+import torch
+
+from rnnlib.ligru.products import cpu_identity, describe_routes
 
 PACKAGES = (
     "torch",
@@ -51,13 +55,16 @@ def package_versions() -> dict:
 
 
 def write_run_info(run_dir: Path) -> dict:
-    """Write ``run_info.json`` (command, git state, versions, platform) and return it."""
+    """Write ``run_info.json`` (command, git state, versions, platform, CPU) and return it."""
     info = {
         "command": sys.argv,
         "git": git_state(Path(__file__).resolve().parent),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
+        "cpu": cpu_identity(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),  # OMP_NUM_THREADS, else the cores
         "product_routes": describe_routes(),  # which library ran the Light GRU's CPU products
     }
     run_dir.mkdir(parents=True, exist_ok=True)
