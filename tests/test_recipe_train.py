@@ -145,6 +145,10 @@ def test_option_trains_saves_evaluates_and_transcribes(option, data_dir, tmp_pat
     run_entry("eval", [f"ckpt_path={checkpoint}", "split=test", *SMALL_CORPUS], data_dir,
               tmp_path / "eval")  # fmt: skip
     assert results(tmp_path / "eval")["eval"]["test"]["phones"] > 0
+    if option.startswith("averaging="):  # the run evaluated what a fresh process evaluates
+        in_run, fresh = results(run_dir), results(tmp_path / "eval")
+        assert in_run["eval"]["test"] == fresh["eval"]["test"]
+        assert in_run["eval"]["dev"]["per"] == pytest.approx(in_run["best_dev_per"], abs=1e-3)
     wav = read_timit(data_dir / "builtin_timit")["test"][0].wav
     done = run_entry("transcribe", [f"ckpt_path={checkpoint}", f"audio=[{wav}]"], data_dir,
                      tmp_path / "transcribe")  # fmt: skip

@@ -30,6 +30,9 @@ class Regression(L.LightningModule):
         self.validated.append(float(self.weight))
         self.log("val", self.weight.detach().sum())
 
+    def test_step(self, batch, batch_idx):
+        self.log("test", self.weight.detach().sum())
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.05)
 
@@ -65,7 +68,7 @@ def loaders():
     return DataLoader(data, batch_size=2), DataLoader(data, batch_size=8)
 
 
-def fit(tmp_path, averaging, max_epochs=4, ckpt_path=None, stop_after=None):
+def fit(tmp_path, averaging, max_epochs=4, ckpt_path=None, stop_after=None, keep_trainer=False):
     recorder = Recorder()
     checkpoints = L.pytorch.callbacks.ModelCheckpoint(tmp_path, save_top_k=-1, filename="{epoch}")
     callbacks = [recorder, averaging, checkpoints]
@@ -77,7 +80,7 @@ def fit(tmp_path, averaging, max_epochs=4, ckpt_path=None, stop_after=None):
     module = Regression()
     train, dev = loaders()
     trainer.fit(module, train, dev, ckpt_path=ckpt_path)
-    return module, recorder
+    return (module, recorder, trainer) if keep_trainer else (module, recorder)
 
 
 def saved(path) -> dict:
@@ -97,6 +100,22 @@ def test_epoch_averaging_validates_and_saves_the_mean_of_the_last_epochs(tmp_pat
     assert float(last["state_dict"]["weight"]) == pytest.approx(module.validated[3], rel=1e-6)
     assert float(last["current_model_state"]["weight"]) == pytest.approx(trained[3], abs=0)
     assert float(module.weight) == pytest.approx(module.validated[3], rel=1e-6)  # after fit
+
+
+@pytest.mark.parametrize("make", [lambda: EpochAveraging(epochs=3), lambda: EMAAveraging(0.9)])
+def test_evaluating_a_checkpoint_after_fit_uses_its_average(make, tmp_path):
+    """The recipe tests best.ckpt on the trainer that fitted: the average must be evaluated."""
+    module, recorder, trainer = fit(tmp_path, make(), keep_trainer=True)
+    _, dev = loaders()
+    for name in ("epoch=3.ckpt", "epoch=2.ckpt"):
+        state = saved(tmp_path / name)
+        assert "current_model_state" in state  # an average and the trained weights differ
+        average = float(state["state_dict"]["weight"])
+        assert average != pytest.approx(float(state["current_model_state"]["weight"]), rel=1e-4)
+        trainer.validate(module, dev, ckpt_path=tmp_path / name, verbose=False)
+        assert module.validated[-1] == pytest.approx(average, abs=0), name
+        trainer.test(module, dev, ckpt_path=tmp_path / name, verbose=False)
+        assert float(module.weight) == pytest.approx(average, abs=0), name
 
 
 def test_a_resumed_run_averages_as_the_uninterrupted_one(tmp_path):

@@ -5,7 +5,9 @@ Both are Lightning :class:`~lightning.pytorch.callbacks.WeightAveraging` callbac
 averaged with the weights). While an average exists, validation runs on it, so the dev PER
 that picks ``best.ckpt`` is the averaged model's, and every checkpoint's ``state_dict`` holds the
 averaged weights (the trained ones under ``current_model_state``, from which a resumed run goes
-on). Evaluation, transcription and export of a checkpoint therefore use the average unchanged.
+on). Evaluation, transcription and export of a checkpoint therefore use the average unchanged,
+also a ``trainer.test(ckpt_path=...)`` after ``fit`` on the same trainer, as the recipe runs
+(where Lightning's callback would load the trained weights: :class:`_EvaluatesTheCheckpoint`).
 
 - :class:`EMAAveraging` (``averaging=ema``): after every optimizer step,
   ``average = decay * average + (1 - decay) * weights``.
@@ -54,7 +56,24 @@ def _ema(decay: float):
 _mean = _average(lambda averaged, current, count: averaged + (current - averaged) / (count + 1))
 
 
-class EMAAveraging(WeightAveraging):
+class _EvaluatesTheCheckpoint(WeightAveraging):
+    """After ``fit`` the averaged copy is dropped, so that a later ``test`` / ``validate`` /
+    ``predict`` with ``ckpt_path`` evaluates the checkpoint's ``state_dict`` (the average), as a
+    fresh process would. Lightning keeps the copy, and on loading a checkpoint that has one
+    it puts the trained weights (``current_model_state``) into the model instead."""
+
+    def teardown(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        super().teardown(trainer, module, stage)
+        if stage == "fit":
+            self._average_model = None
+
+    def on_load_checkpoint(self, trainer: L.Trainer, module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:  # fmt: skip
+        if self._average_model is not None:  # fit (resuming): both states come back
+            super().on_load_checkpoint(trainer, module, checkpoint)
+
+
+class EMAAveraging(_EvaluatesTheCheckpoint):
     """Exponential moving average of the weights (and batch-norm statistics) after every step.
 
     Args:
@@ -79,7 +98,7 @@ class EMAAveraging(WeightAveraging):
         broadcast_buffers(module)
 
 
-class EpochAveraging(WeightAveraging):
+class EpochAveraging(_EvaluatesTheCheckpoint):
     """Mean of the weights at the end of each of the run's last ``epochs`` epochs.
 
     Before the window starts, nothing is averaged: validation and checkpoints see the trained
