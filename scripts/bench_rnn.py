@@ -18,11 +18,19 @@ A type may name the route of the Light GRU's CPU products: ``ligru@onednn`` and 
 run side by side show what the fixed rule of ``rnnlib.ligru.products`` picks between
 (``--types torch.nn.LSTM ligru@onednn ligru@blas``); a plain ``ligru`` takes the rule's route.
 
+``--bf16`` adds a row ``<type>+bf16`` per type, timed under ``torch.autocast("cpu",
+torch.bfloat16)`` beside the float32 rows (ratios stay to float32 ``torch.nn.GRU``), and prints
+each row's largest and mean output difference from its float32 run (column ``bf16 err``). The
+Light GRU then runs its products in bfloat16 with float32 states; ``torch.nn.LSTM`` runs oneDNN's
+bfloat16 LSTM; CPU autocast leaves ``torch.nn.GRU`` in float32, so its bf16 row converts the layer
+and its input to bfloat16 instead.
+
 Configurations: S: batch 8, 300 frames, 40 features, hidden 512, 1 layer, unidirectional (time);
 M: batch 16, 500 frames, 4 bidirectional layers (time and memory).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -48,23 +56,49 @@ DEFAULT_REPEATS = {"S": 20, "M": 5}  # medians steady enough on a shared machine
 LIVE_TENSORS_MMAP_THRESHOLD = str(64 * 1024)  # bytes: every larger buffer is its own mapping
 
 
+BF16 = "+bf16"
+
+
 def split_route(name: str) -> tuple[str, str | None]:
-    """``"ligru@blas"`` -> ``("ligru", "blas")``; ``"ligru"`` -> ``("ligru", None)`` (the rule)."""
-    base, _, route = name.partition("@")
+    """``"ligru@blas"`` -> ``("ligru", "blas")``; ``"ligru"`` -> ``("ligru", None)`` (the rule).
+
+    A ``+bf16`` suffix is not part of either: ``"ligru@blas+bf16"`` -> ``("ligru", "blas")``.
+    """
+    base, _, route = name.removesuffix(BF16).partition("@")
     return base, route or None
+
+
+def is_bf16(name: str) -> bool:
+    return name.endswith(BF16)
+
+
+def whole_model_bf16(name: str) -> bool:
+    """Whether a bf16 row converts the layer itself (autocast does not cover ``torch.nn.GRU``)."""
+    return is_bf16(name) and split_route(name)[0] == "torch.nn.GRU"
+
+
+def precision(name: str, device: str) -> contextlib.AbstractContextManager:
+    """The autocast of a ``+bf16`` row, or nothing."""
+    if is_bf16(name) and not whole_model_bf16(name):
+        return torch.autocast(device, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def input_for(name: str, x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.bfloat16) if whole_model_bf16(name) else x
 
 
 def build(name: str, config: dict, device: str) -> nn.Module:
     """A layer stack of type ``name`` (``torch.nn.GRU``/``torch.nn.LSTM`` or an rnnlib name)."""
-    name = split_route(name)[0]
+    base = split_route(name)[0]
     sizes = dict(hidden_size=config["hidden"], num_layers=config["layers"])
     sizes["bidirectional"] = config["bidirectional"]
-    if name.startswith("torch.nn."):
-        cls = getattr(nn, name.removeprefix("torch.nn."))
+    if base.startswith("torch.nn."):
+        cls = getattr(nn, base.removeprefix("torch.nn."))
         model = cls(config["features"], batch_first=True, **sizes)
     else:
-        model = build_rnn(name, input_size=config["features"], **sizes)
-    return model.to(device)
+        model = build_rnn(base, input_size=config["features"], **sizes)
+    return model.to(device, torch.bfloat16 if whole_model_bf16(name) else torch.float32)
 
 
 def make_input(config: dict, device: str) -> torch.Tensor:
@@ -102,13 +136,30 @@ def time_config(config: dict, types: list[str], device: str, repeats: int) -> di
     samples: dict[str, dict[str, list[float]]] = {n: {"train": [], "infer": []} for n in types}
     for repeat in range(repeats + 1):  # the first round is the warm-up
         for name, model in models.items():
-            with force_route(split_route(name)[1]):
-                train = timed(lambda m=model: training_step(m, x), device)
-                infer = timed(lambda m=model: inference_step(m, x), device)
+            with force_route(split_route(name)[1]), precision(name, device):
+                inputs = input_for(name, x)
+                train = timed(lambda m=model, x=inputs: training_step(m, x), device)
+                infer = timed(lambda m=model, x=inputs: inference_step(m, x), device)
             if repeat > 0:
                 samples[name]["train"].append(train)
                 samples[name]["infer"].append(infer)
     return {n: {k: statistics.median(v) for k, v in s.items()} for n, s in samples.items()}
+
+
+def bf16_errors(config: dict, name: str, device: str) -> dict[str, float]:
+    """Largest and mean absolute difference of the ``+bf16`` row's inference output from the
+    same layer's float32 output (same weights, same input)."""
+    x = make_input(config, device)
+    torch.manual_seed(0)
+    reference = build(name.removesuffix(BF16), config, device).eval()
+    model = build(name, config, device).eval()
+    model.load_state_dict(reference.state_dict())
+    with torch.no_grad(), force_route(split_route(name)[1]):
+        expected = reference(x)[0]
+        with precision(name, device):
+            got = model(input_for(name, x))[0].float()
+    error = (got - expected).abs()
+    return {"max": error.max().item(), "mean": error.mean().item()}
 
 
 def current_rss_bytes() -> int:
@@ -147,7 +198,7 @@ def peak_rss_bytes() -> int:
 def measure_memory_here(name: str, config: dict, device: str) -> float:
     """Peak bytes of two training steps above the state after building model and inputs."""
     model = build(name, config, device)
-    x = make_input(config, device)
+    x = input_for(name, make_input(config, device))
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -158,7 +209,7 @@ def measure_memory_here(name: str, config: dict, device: str) -> float:
         return float(torch.cuda.max_memory_allocated() - base)
     reset_peak_rss()
     base = current_rss_bytes()
-    with force_route(split_route(name)[1]):
+    with force_route(split_route(name)[1]), precision(name, device):
         for _ in range(2):
             training_step(model, x)
     return float(peak_rss_bytes() - base)
@@ -198,16 +249,24 @@ def format_table(results: dict, configs: dict) -> str:
     for config_name, rows in results.items():
         base = rows["torch.nn.GRU"]
         lines.append(f"config {config_name}: {json.dumps(configs[config_name])}")
-        header = f"{'type':14} {'train ms':>9} {'x GRU':>6} {'infer ms':>9} {'x GRU':>6}"
+        width = max(14, *(len(name) for name in rows))
+        header = f"{'type':{width}} {'train ms':>9} {'x GRU':>6} {'infer ms':>9} {'x GRU':>6}"
         has_memory = "peak_mb" in base
+        has_errors = any("bf16_error" in row for row in rows.values())
         if has_memory:
             header += f" {'peak MB':>8} {'x GRU':>6}"
+        if has_errors:
+            header += f" {'bf16 err max / mean':>20}"
         lines.append(header)
         for name, row in rows.items():
-            line = f"{name:14} {row['train_ms']:9.1f} {row['train_ms'] / base['train_ms']:6.2f}"
+            line = f"{name:{width}} {row['train_ms']:9.1f}"
+            line += f" {row['train_ms'] / base['train_ms']:6.2f}"
             line += f" {row['infer_ms']:9.1f} {row['infer_ms'] / base['infer_ms']:6.2f}"
             if has_memory:
                 line += f" {row['peak_mb']:8.0f} {row['peak_mb'] / base['peak_mb']:6.2f}"
+            if "bf16_error" in row:
+                error = row["bf16_error"]
+                line += f" {error['max']:11.4f} / {error['mean']:.5f}"
             lines.append(line)
         lines.append("")
     return "\n".join(lines)
@@ -221,6 +280,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="default: S 20, M 5")
     parser.add_argument("--types", nargs="+", default=list(TYPES), help="torch.nn.GRU is added")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument(
+        "--bf16", action="store_true", help="add a bfloat16 autocast row per type (see above)"
+    )
     parser.add_argument(
         "--allocator",
         choices=["live", "default"],
@@ -242,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
         print(measure_memory_here(args.memory_child, config, args.device))
         return
     types = ["torch.nn.GRU"] + [t for t in args.types if t != "torch.nn.GRU"]
+    if args.bf16:
+        types += [t + BF16 for t in types if not is_bf16(t)]
     names = ["S", "M"] if args.config == "both" else [args.config]
     results, configs = {}, {}
     for config_name in names:
@@ -256,6 +320,8 @@ def main(argv: list[str] | None = None) -> None:
             }
             if config_name in MEMORY_CONFIGS and not args.no_memory:
                 rows[name]["peak_mb"] = measure_memory(name, config_name, args) / 2**20
+            if is_bf16(name):
+                rows[name]["bf16_error"] = bf16_errors(config, name, args.device)
         results[config_name] = rows
         print(format_table({config_name: rows}, configs), flush=True)
     if args.json:

@@ -1,4 +1,4 @@
-"""The Light GRU's CPU loops flush denormal numbers to zero, and leave the thread as they found it."""
+"""The Light GRU's CPU loops flush denormals to zero and leave the thread as they found it."""
 
 import pytest
 import torch

@@ -189,21 +189,29 @@ def test_inference_matches_training_forward_and_backward_can_repeat():
 
 
 @pytest.mark.parametrize("cls", [LiGRU, SLiGRU])
-def test_cpu_autocast_bfloat16_runs_close_to_float32(cls):
+def test_cpu_autocast_bfloat16_products_float32_states(cls):
+    """Under autocast the products run in bfloat16 and the states stay float32: the output is
+    float32 and within bfloat16 product rounding of the float32 run (max 0.035, mean 0.002 here;
+    bfloat16 states, the former behaviour, gave max 0.056-0.069, mean 0.0033-0.0037). Gradients
+    through 120 steps of bfloat16 products stay within 14 % (relative norm) of float32's."""
     torch.manual_seed(0)
-    rnn = cls(input_size=8, hidden_size=16, num_layers=2, bidirectional=True)
-    x = torch.randn(2, 20, 8)
-    lengths = torch.tensor([20, 13])
+    rnn = cls(input_size=40, hidden_size=64, num_layers=2, bidirectional=True)
+    x = torch.randn(3, 120, 40)
+    lengths = torch.tensor([120, 77, 40])
     expected, _ = rnn(x, lengths=lengths)
+    expected.sum().backward()
+    expected_grads = [p.grad.clone() for p in rnn.parameters()]
+    rnn.zero_grad()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out, h_n = rnn(x, lengths=lengths)
-    assert out.dtype == torch.bfloat16 and h_n.dtype == torch.bfloat16
-    assert torch.isfinite(out).all()
-    error = (out.float() - expected).abs()
-    assert error.max() < 0.15 and error.mean() < 0.01
-    out.float().sum().backward()
-    grads = [p.grad for p in rnn.parameters()]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert out.dtype == torch.float32 and h_n.dtype == torch.float32
+    error = (out - expected).abs()
+    assert 0 < error.max() < 0.045 and error.mean() < 0.0027, (error.max(), error.mean())
+    assert (out[1, 77:] == 0).all()  # padding still zero
+    out.sum().backward()
+    for got, want in zip([p.grad for p in rnn.parameters()], expected_grads, strict=True):
+        assert got is not None and got.dtype == torch.float32
+        assert (got - want).norm() < 0.2 * want.norm()
 
 
 @pytest.mark.parametrize("rows", [3, 20])
@@ -223,6 +231,26 @@ def test_product_routes_agree(rows, directions):
         product.add_into(got, x)
         torch.testing.assert_close(got, expected)
         torch.testing.assert_close(product(x), x @ weight.transpose(1, 2))
+
+
+@pytest.mark.parametrize("rows", [3, 20])
+@pytest.mark.parametrize("directions", [1, 2])
+def test_bfloat16_products_add_into_float32_on_every_route(rows, directions):
+    """Mixed precision: bfloat16 operands, the sum in a float32 ``out`` (what autocast runs)."""
+    weight = torch.randn(directions, 12, 6)
+    x = torch.randn(directions, rows, 6)
+    out = torch.randn(directions, rows, 12)
+    low_x, low_w = x.bfloat16().double(), weight.bfloat16().double()
+    expected = out.double() + low_x @ low_w.transpose(1, 2)
+    routes = products.ROUTES if onednn_linear_available(torch.bfloat16) else ("blas",)
+    for route in routes:
+        with products.force_route(route):
+            product = products.RecurrentProduct(weight, rows, dtype=torch.bfloat16)
+        got = out.clone()
+        product.add_into(got, x)
+        assert got.dtype == torch.float32
+        # the product is rounded to bfloat16 once (8 bits), then added in float32
+        torch.testing.assert_close(got.double(), expected, rtol=0, atol=0.02 * expected.abs().max())
 
 
 @pytest.mark.parametrize("norm", [False, True])

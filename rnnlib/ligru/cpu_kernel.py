@@ -77,7 +77,9 @@ def ligru_fast(
         ``layout`` is ``stacked``. With ``batch_norm_eps`` also the batch ``mean`` and biased
         ``var`` ``[D, 2 * hidden]`` (no gradient), for the running estimates.
 
-    Under autocast the recurrence runs in the autocast dtype (inputs are cast to it).
+    Under autocast (bfloat16 on CPU, float16 or bfloat16 on CUDA) only the matrix products run
+    in the autocast dtype, each accumulating in float32; the states, the gates, their sums and
+    the output stay float32 (``scripts/bench_rnn.py --bf16`` states the agreement with float32).
 
     >>> out, h = ligru_fast([torch.randn(2, 5, 8)], torch.randn(1, 8, 4), torch.zeros(1, 2, 4),
     ...                     None, "relu", False, None)
@@ -90,10 +92,9 @@ def ligru_fast(
     if batch_norm_eps is not None and scale is None:
         raise ValueError("batch_norm_eps needs the batch norm's scale and shift")
     device_type = h0.device.type
+    dtype, product_dtype = inputs[0].dtype, None
     if torch.is_autocast_enabled(device_type):
-        dtype = torch.get_autocast_dtype(device_type)
-    else:
-        dtype = inputs[0].dtype
+        dtype, product_dtype = torch.float32, torch.get_autocast_dtype(device_type)
     inputs = [a.to(dtype) for a in inputs]
     weight_hh, h0 = weight_hh.to(dtype), h0.to(dtype)
     if drop_mask is not None:
@@ -102,7 +103,7 @@ def ligru_fast(
         scale, shift = scale.to(dtype), shift.to(dtype)
     tensors = (weight_hh, h0, scale, shift, *inputs)
     keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    options = (nonlinearity, recurrent_norm, layout, keep, batch_norm_eps)
+    options = (nonlinearity, recurrent_norm, layout, keep, batch_norm_eps, product_dtype)
     with torch.autocast(device_type, enabled=False):
         results = _LiGRUFunction.apply(
             weight_hh, h0, scale, shift, mask, drop_mask, options, *inputs
@@ -145,7 +146,7 @@ class _LiGRUFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight_hh, h0, scale, shift, mask, drop_mask, options, *inputs):
-        nonlinearity, recurrent_norm, layout, keep, batch_norm_eps = options
+        nonlinearity, recurrent_norm, layout, keep, batch_norm_eps, product_dtype = options
         directions, rows, hidden = h0.shape
         time = inputs[0].shape[1]
         mask = None if mask is None else mask.to(h0.device)
@@ -172,6 +173,7 @@ class _LiGRUFunction(torch.autograd.Function):
                     _part(drop_mask, part),
                     nonlinearity,
                     recurrent_norm,
+                    product_dtype,
                 )
 
         run_directions(forward_part, directions, h0.device)
@@ -197,7 +199,7 @@ class _LiGRUFunction(torch.autograd.Function):
     def backward(ctx, grad_out, grad_h_n, *_grad_statistics):
         saved = ctx.saved_tensors
         weight_hh, h0, scale, shift, mask, drop_mask, positive, rstd, output, *inputs = saved
-        nonlinearity, recurrent_norm, layout, _, batch_norm_eps = ctx.options
+        nonlinearity, recurrent_norm, layout, _, batch_norm_eps, product_dtype = ctx.options
         directions, rows, hidden = h0.shape
         time = inputs[0].shape[1]
         with torch.autocast(h0.device.type, enabled=False):
@@ -226,6 +228,7 @@ class _LiGRUFunction(torch.autograd.Function):
                         grad_steps[part],
                         grad_h_n[part],
                         _part(positive, part),
+                        product_dtype,
                     )
 
             parts = run_directions(backward_part, directions, h0.device)
@@ -281,14 +284,15 @@ def _forward_loop(
     drop_mask: Tensor | None,
     nonlinearity: str,
     recurrent_norm: bool,
+    product_dtype: torch.dtype | None = None,
 ) -> None:
     """Fill ``states[:, 1:]`` and turn ``gates`` (holding ``a``) into the gate pre-activations.
 
     ``gates [D, T, B, 2H]``, ``states [D, T + 1, B, H]`` (``states[:, 0]`` = ``h0``), ``valid
-    [T, B, 1]`` bool or None.
+    [T, B, 1]`` bool or None. ``product_dtype``: the dtype of ``U h`` (None: the states' own).
     """
     hidden = states.shape[-1]
-    product = RecurrentProduct(weight_hh, rows=states.shape[2])
+    product = RecurrentProduct(weight_hh, rows=states.shape[2], dtype=product_dtype)
     gate_steps = gates.unbind(1)
     z_steps = gates[..., :hidden].unbind(1)
     c_steps = gates[..., hidden:].unbind(1)
@@ -300,7 +304,7 @@ def _forward_loop(
     for t, g in enumerate(gate_steps):
         h_prev, h_next = state_steps[t], state_steps[t + 1]
         if recurrent_norm:
-            u = product(h_prev)
+            u = product(h_prev).to(g.dtype)  # the norm in the states' precision
             g.add_(native_layer_norm(u, norm_shape, LAYER_NORM_EPS)[0])
         else:
             product.add_into(g, h_prev)
@@ -328,6 +332,7 @@ def _backward_loop(
     grad_out: Tensor,
     grad_h_n: Tensor,
     positive: Tensor | None = None,
+    product_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Return ``(dU [D, 2H, H], dh0 [D, B, H], dgates [D, T, B, 2H])`` (``dgates`` = ``da``).
 
@@ -337,7 +342,8 @@ def _backward_loop(
     gradient)``, where ``coef`` and ``zeta`` depend on the forward alone and are computed a chunk
     of steps at a time, in place of the pre-activations. SLi-GRU adds the layer-norm backward per
     step. With ``positive`` (``[D, T, B, H]``, the sign of the candidate's pre-activation, saved
-    by the forward) only the update gate's half of ``U h`` is rebuilt.
+    by the forward) only the update gate's half of ``U h`` is rebuilt. ``product_dtype``: the
+    dtype of every matrix product (None: the states' own).
     """
     directions, steps_plus_one, batch, hidden = states.shape
     time, two_hidden = steps_plus_one - 1, 2 * hidden
@@ -346,8 +352,10 @@ def _backward_loop(
     prev_states = states[:, :time].reshape(directions, time * batch, hidden)
     u = prev_states.new_empty(directions, time * batch, two_hidden)
     rebuilt = hidden if positive is not None else two_hidden  # gate rows of U to rebuild
+    low_states = prev_states if product_dtype is None else prev_states.to(product_dtype)
+    low_weight = weight_hh if product_dtype is None else weight_hh.to(product_dtype)
     for d in range(directions):  # U h_{t-1} of every step; mm runs faster than bmm here
-        product_into(u[d, :, :rebuilt], prev_states[d], weight_hh[d, :rebuilt])
+        product_into(u[d, :, :rebuilt], low_states[d], low_weight[d, :rebuilt])
     if recurrent_norm:  # keep u for the layer-norm backward, rebuild its statistics
         normed, mean, rstd = native_layer_norm(u, (two_hidden,), LAYER_NORM_EPS)
         gates = normed.view(directions, time, batch, two_hidden)
@@ -368,7 +376,7 @@ def _backward_loop(
             accumulate=True,
         )
     grad_gates = gates  # each chunk of pre-activations becomes its gradient, in place
-    product = RecurrentProduct(weight_hh.transpose(1, 2), rows=batch)  # dgates -> dgates U
+    product = RecurrentProduct(low_weight.transpose(1, 2), rows=batch)  # dgates -> dgates U
     out_steps = grad_out.unbind(1)
     grad_steps = grad_gates.unbind(1)
     zeta = states.new_empty(directions, min(CHUNK_STEPS, time), batch, hidden)
@@ -416,5 +424,8 @@ def _backward_loop(
     grad_u = u if recurrent_norm else grad_gates.view(directions, time * batch, two_hidden)
     grad_weight = torch.empty_like(weight_hh)
     for d in range(directions):
-        torch.mm(grad_u[d].t(), prev_states[d], out=grad_weight[d])
+        if product_dtype is None:
+            torch.mm(grad_u[d].t(), prev_states[d], out=grad_weight[d])
+        else:
+            grad_weight[d].copy_(torch.mm(grad_u[d].t().to(product_dtype), low_states[d]))
     return grad_weight, dh, grad_gates

@@ -36,8 +36,8 @@ from torch import Tensor
 from rnnlib.torch_internals import onednn_linear_available, onednn_product
 
 ROUTES = ("onednn", "blas")
-ONEDNN_MAX_ROWS = 12  # measured: from 16 rows oneDNN takes a path 4x slower than MKL ...
-ONEDNN_ROW_BLOCK = 8  # ... so more rows run as blocks of 8
+ONEDNN_MAX_ROWS = 12  # measured: from 16 rows oneDNN's float32 product takes a path 4x slower
+ONEDNN_ROW_BLOCK = 8  # than MKL, so more rows run as blocks of 8 (bfloat16 needs no blocks)
 _forced: str | None = None
 
 
@@ -161,14 +161,17 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def product_into(out: Tensor, x: Tensor, weight: Tensor) -> Tensor:
-    """``out = x [N, K] @ weight [M, K]^T`` (no autograd) by the route of :func:`product_route`.
+    """``out = x [N, K] @ weight [M, K]^T`` (no autograd) by the route of :func:`product_route`;
+    ``out`` may be float32 where ``x`` and ``weight`` are bfloat16 or float16 (mixed precision).
 
     >>> x, w, out = torch.randn(6, 4), torch.randn(3, 4), torch.empty(6, 5)
     >>> torch.allclose(product_into(out[:, :3], x, w), x @ w.t(), atol=1e-6)
     True
     """
-    if x.dtype == torch.float32 and _use_onednn(x, weight):
+    if x.dtype in (torch.float32, torch.bfloat16) and _use_onednn(x, weight):
         return out.copy_(onednn_product(x, weight))
+    if out.dtype != x.dtype:
+        return out.copy_(torch.mm(x, weight.t()))
     return torch.mm(x, weight.t(), out=out)
 
 
@@ -192,7 +195,9 @@ class _OneDNNLinear(torch.autograd.Function):
 class RecurrentProduct:
     """``x -> x W_d^T`` for fixed weights ``W [D, N, K]``, one product per direction ``d``.
 
-    The route is :func:`product_route` of the weight's dtype, fixed when the loop starts.
+    The route is :func:`product_route` of the product's dtype, fixed when the loop starts.
+    ``dtype`` (default: the weight's) is the dtype the products run in: with bfloat16 the
+    weights are cast once, each ``x`` as it comes, and the results added to a float32 ``out``.
 
     >>> w = torch.randn(2, 6, 4)
     >>> out = torch.zeros(2, 3, 6)
@@ -202,18 +207,26 @@ class RecurrentProduct:
     True
     """
 
-    def __init__(self, weight: Tensor, rows: int):
+    def __init__(self, weight: Tensor, rows: int, dtype: torch.dtype | None = None):
+        self.dtype = weight.dtype if dtype is None else dtype
+        weight = weight.to(self.dtype)
         self.weight_t = weight.transpose(1, 2)
-        self.use_onednn = weight.device.type == "cpu" and product_route(weight.dtype) == "onednn"
+        on_cpu = weight.device.type == "cpu"
+        self.use_onednn = on_cpu and product_route(self.dtype) == "onednn"
+        # CPU bmm in bfloat16 took 5-8x mm's time per step (Intel Xeon, AVX-512 + AMX)
+        self.per_direction = on_cpu and not self.use_onednn and self.dtype != torch.float32
         if self.use_onednn:
             self.weights = [w.contiguous() for w in weight.unbind(0)]
-            step = rows if rows <= ONEDNN_MAX_ROWS else ONEDNN_ROW_BLOCK
+            blocks = self.dtype == torch.float32 and rows > ONEDNN_MAX_ROWS
+            step = ONEDNN_ROW_BLOCK if blocks else rows
             self.blocks = [slice(r, min(r + step, rows)) for r in range(0, rows, step)]
             self.single = len(self.weights) == 1 and len(self.blocks) == 1
 
     def add_into(self, out: Tensor, x: Tensor) -> None:
         """``out += x W^T`` with ``out [D, B, N]``, ``x [D, B, K]``."""
-        if not self.use_onednn:
+        if out.dtype != self.dtype or self.per_direction:  # the product, then the sum
+            out.add_(self(x))
+        elif not self.use_onednn:
             out.baddbmm_(x, self.weight_t)
         elif self.single:  # one direction, one block: no per-step indexing
             out.add_(onednn_product(x, self.weights[0]))
@@ -223,7 +236,10 @@ class RecurrentProduct:
                     out[d, rows].add_(onednn_product(x[d, rows], w))
 
     def __call__(self, x: Tensor) -> Tensor:
-        """``x W^T`` ``[D, B, N]``."""
+        """``x W^T`` ``[D, B, N]`` (in the product's dtype)."""
+        x = x.to(self.dtype)
+        if self.per_direction:
+            return torch.stack([xd @ wd for xd, wd in zip(x, self.weight_t, strict=True)])
         if not self.use_onednn:
             return torch.bmm(x, self.weight_t)
         if self.single:
