@@ -41,3 +41,25 @@ def test_table_has_every_type_with_ratios_to_gru(tmp_path):
     assert list(rows) == ["torch.nn.GRU", "ligru", "lstm"]
     assert all(row["train_ms"] > 0 and row["infer_ms"] > 0 for row in rows.values())
     assert table["configs"]["S"]["hidden"] == 16  # the flags reached the configuration
+
+
+def test_bf16_rows_run_in_bfloat16_beside_float32(tmp_path):
+    bench = load_bench()
+    out = tmp_path / "bench.json"
+    argv = [*TINY, "--config", "S", "--repeats", "1", "--types", "ligru", "--bf16"]
+    bench.main([*argv, "--json", str(out)])
+    rows = json.loads(out.read_text())["results"]["S"]
+    assert list(rows) == ["torch.nn.GRU", "ligru", "torch.nn.GRU+bf16", "ligru+bf16"]
+    for name in ("torch.nn.GRU+bf16", "ligru+bf16"):
+        error = rows[name]["bf16_error"]
+        assert 0 < error["mean"] <= error["max"] < 0.1, (name, error)  # rounded, not broken
+    assert "bf16_error" not in rows["ligru"]
+    assert bench.split_route("ligru@blas+bf16") == ("ligru", "blas")
+    with bench.precision("ligru+bf16", "cpu"):
+        assert torch.is_autocast_enabled("cpu")
+    gru = bench.build("torch.nn.GRU+bf16", table_config(bench), "cpu")
+    assert next(gru.parameters()).dtype == torch.bfloat16  # autocast leaves torch.nn.GRU alone
+
+
+def table_config(bench):
+    return bench.resolve_config("S", bench.parse_args(TINY))
