@@ -5,6 +5,7 @@ import torch
 
 from rnnlib import LiGRU, SLiGRU
 from rnnlib.ligru import parallel_directions
+from rnnlib.ligru.denormals import flushing_denormals
 from rnnlib.ligru.parallel_directions import direction_groups, run_directions
 
 CPU = torch.device("cpu")
@@ -75,3 +76,11 @@ def test_one_direction_or_one_thread_runs_in_the_callers_thread(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert direction_groups(2, CPU) == 1
     assert run_directions(lambda part: (part.start, part.stop), 2, CPU) == [(0, 2)]
+    assert run_directions(lambda part: flushing_denormals(), 2, CPU) == [True]
+    assert not flushing_denormals()
+
+
+def test_every_workers_thread_flushes_denormals_and_the_caller_is_restored(two_threads):
+    assert not flushing_denormals()
+    assert run_directions(lambda part: flushing_denormals(), 2, CPU) == [True, True]
+    assert not flushing_denormals()

@@ -23,7 +23,6 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from rnnlib.ligru.denormals import flush_denormals
 from rnnlib.ligru.layout import check_layout, output_from_states, states_from_output
 from rnnlib.ligru.masked_norm import frame_count, frame_statistics, normalise_backward, valid_frames
 from rnnlib.ligru.parallel_directions import run_directions
@@ -161,23 +160,20 @@ class _LiGRUFunction(torch.autograd.Function):
         states = h0.new_empty(directions, time + 1, rows, hidden)
         states[:, 0].copy_(h0)
         valid = _valid_steps(mask)
-        on_cpu = h0.device.type == "cpu"
-
-        def forward_part(part: slice, gates: Tensor = gates) -> None:
-            with flush_denormals(on_cpu):  # each loop's thread: see rnnlib.ligru.denormals
-                _forward_loop(
-                    gates[part],
-                    states[part],
-                    weight_hh[part],
-                    valid,
-                    _part(drop_mask, part),
-                    nonlinearity,
-                    recurrent_norm,
-                    product_dtype,
-                )
-
-        run_directions(forward_part, directions, h0.device)
-        del forward_part
+        run_directions(
+            lambda part, gates=gates: _forward_loop(
+                gates[part],
+                states[part],
+                weight_hh[part],
+                valid,
+                _part(drop_mask, part),
+                nonlinearity,
+                recurrent_norm,
+                product_dtype,
+            ),
+            directions,
+            h0.device,
+        )
         positive = None
         if keep and _sign_suffices(nonlinearity, recurrent_norm):
             positive = gates[..., hidden:] > 0
@@ -214,22 +210,21 @@ class _LiGRUFunction(torch.autograd.Function):
             def backward_part(
                 part: slice, states: Tensor = states, grad_steps: Tensor = grad_steps
             ) -> tuple[Tensor, Tensor, Tensor]:
-                with flush_denormals(h0.device.type == "cpu"):
-                    return _backward_loop(
-                        inputs[part],
-                        _part(scale, part),
-                        _part(shift, part),
-                        states[part],
-                        weight_hh[part],
-                        valid,
-                        _part(drop_mask, part),
-                        nonlinearity,
-                        recurrent_norm,
-                        grad_steps[part],
-                        grad_h_n[part],
-                        _part(positive, part),
-                        product_dtype,
-                    )
+                return _backward_loop(
+                    inputs[part],
+                    _part(scale, part),
+                    _part(shift, part),
+                    states[part],
+                    weight_hh[part],
+                    valid,
+                    _part(drop_mask, part),
+                    nonlinearity,
+                    recurrent_norm,
+                    grad_steps[part],
+                    grad_h_n[part],
+                    _part(positive, part),
+                    product_dtype,
+                )
 
             parts = run_directions(backward_part, directions, h0.device)
             del backward_part, states, grad_steps  # freed before the inputs' gradients are made

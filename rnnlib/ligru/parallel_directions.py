@@ -19,6 +19,8 @@ from typing import TypeVar
 
 import torch
 
+from rnnlib.ligru.denormals import flush_denormals
+
 ENABLED = True  # tests and benchmarks switch the route here
 Result = TypeVar("Result")
 
@@ -42,14 +44,17 @@ def run_directions(
     CPU when :func:`direction_groups` allows it; return the results in order of ``part``.
 
     ``body`` runs without autograd recording (the caller is an autograd Function's forward or
-    backward) and in the caller's inference mode.
+    backward), in the caller's inference mode and, on CPU, with denormals flushed to zero in its
+    thread (:mod:`rnnlib.ligru.denormals`).
 
     >>> sum(run_directions(lambda part: sum(range(4)[part]), 4, torch.device("cpu")))
     6
     """
     groups = direction_groups(directions, device)
+    flush = device.type == "cpu"  # each loop's thread: see rnnlib.ligru.denormals
     if groups == 1:
-        return [body(slice(0, directions))]
+        with flush_denormals(flush):
+            return [body(slice(0, directions))]
     threads = torch.get_num_threads()
     share = threads // groups
     inference = torch.is_inference_mode_enabled()
@@ -60,7 +65,10 @@ def run_directions(
         torch.set_num_threads(share)
         try:
             # inference_mode(False) would turn grad mode on: enter it only when it is on.
-            with torch.inference_mode(inference) if inference else torch.no_grad():
+            with (
+                flush_denormals(flush),
+                torch.inference_mode(inference) if inference else torch.no_grad(),
+            ):
                 results[group] = body(slice(group, group + 1))
         except BaseException as error:  # re-raised in the caller's thread below
             errors.append(error)
