@@ -291,7 +291,7 @@ def test_cuda_autocast_runs_close_to_float32(cls, dtype):
     expected, _ = rnn(x, lengths=lengths)
     with torch.autocast("cuda", dtype=dtype):
         out, _ = rnn(x, lengths=lengths)
-    assert out.dtype == dtype and torch.isfinite(out).all()
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()  # float32 states
     error = (out.float() - expected).abs()
     assert error.max() < 0.15 and error.mean() < 0.01
     out.float().sum().backward()

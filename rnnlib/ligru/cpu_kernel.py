@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from rnnlib.ligru import loop_route as loops
 from rnnlib.ligru.layout import check_layout, output_from_states, states_from_output
 from rnnlib.ligru.masked_norm import frame_count, frame_statistics, normalise_backward, valid_frames
 from rnnlib.ligru.parallel_directions import run_directions
@@ -135,6 +136,11 @@ def _part(tensor: Tensor | None, part: slice) -> Tensor | None:
     return None if tensor is None else tensor[part]
 
 
+def _lengths(mask: Tensor | None) -> Tensor | None:
+    """Valid frames per row ``[rows]`` int32 of a prefix ``mask [rows, time]``, or None."""
+    return None if mask is None else mask.sum(1, dtype=torch.int32)
+
+
 def _valid_steps(mask: Tensor | None) -> Tensor | None:
     """``mask [rows, time]`` as ``[time, rows, 1]``, the loops' per-step view."""
     return None if mask is None else mask.t().unsqueeze(-1)
@@ -160,20 +166,34 @@ class _LiGRUFunction(torch.autograd.Function):
         states = h0.new_empty(directions, time + 1, rows, hidden)
         states[:, 0].copy_(h0)
         valid = _valid_steps(mask)
-        run_directions(
-            lambda part, gates=gates: _forward_loop(
-                gates[part],
-                states[part],
-                weight_hh[part],
-                valid,
-                _part(drop_mask, part),
+        route = loops.loop_route(h0.device, h0.dtype)
+        if route == "triton":
+            loops.triton_steps().forward_loop(
+                gates,
+                states,
+                weight_hh.contiguous(),
+                _lengths(mask),
+                None if drop_mask is None else drop_mask.contiguous(),
                 nonlinearity,
                 recurrent_norm,
                 product_dtype,
-            ),
-            directions,
-            h0.device,
-        )
+                loops.TF32,
+            )
+        else:
+            run_directions(
+                lambda part, gates=gates: _forward_loop(
+                    gates[part],
+                    states[part],
+                    weight_hh[part],
+                    valid,
+                    _part(drop_mask, part),
+                    nonlinearity,
+                    recurrent_norm,
+                    product_dtype,
+                ),
+                directions,
+                h0.device,
+            )
         positive = None
         if keep and _sign_suffices(nonlinearity, recurrent_norm):
             positive = gates[..., hidden:] > 0
@@ -185,6 +205,7 @@ class _LiGRUFunction(torch.autograd.Function):
                 weight_hh, h0, scale, shift, mask, drop_mask, positive, rstd, output, *inputs
             )
             ctx.options = options
+            ctx.route = route
         if batch_norm_eps is None:
             return output, h_n
         ctx.mark_non_differentiable(mean, var)
@@ -224,9 +245,13 @@ class _LiGRUFunction(torch.autograd.Function):
                     grad_h_n[part],
                     _part(positive, part),
                     product_dtype,
+                    ctx.route,
                 )
 
-            parts = run_directions(backward_part, directions, h0.device)
+            if ctx.route == "triton":  # one loop over every direction, on the device
+                parts = [backward_part(slice(None))]
+            else:
+                parts = run_directions(backward_part, directions, h0.device)
             del backward_part, states, grad_steps  # freed before the inputs' gradients are made
             grad_weight = torch.cat([p[0] for p in parts])
             grad_h0 = torch.cat([p[1] for p in parts])
@@ -328,6 +353,7 @@ def _backward_loop(
     grad_h_n: Tensor,
     positive: Tensor | None = None,
     product_dtype: torch.dtype | None = None,
+    route: str = "torch",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Return ``(dU [D, 2H, H], dh0 [D, B, H], dgates [D, T, B, 2H])`` (``dgates`` = ``da``).
 
@@ -338,7 +364,8 @@ def _backward_loop(
     of steps at a time, in place of the pre-activations. SLi-GRU adds the layer-norm backward per
     step. With ``positive`` (``[D, T, B, H]``, the sign of the candidate's pre-activation, saved
     by the forward) only the update gate's half of ``U h`` is rebuilt. ``product_dtype``: the
-    dtype of every matrix product (None: the states' own).
+    dtype of every matrix product (None: the states' own). ``route``: how each chunk's steps
+    run (:mod:`rnnlib.ligru.loop_route`).
     """
     directions, steps_plus_one, batch, hidden = states.shape
     time, two_hidden = steps_plus_one - 1, 2 * hidden
@@ -400,6 +427,22 @@ def _backward_loop(
                 drop_mask,
                 nonlinearity,
             )
+        if route == "triton":
+            dh = loops.triton_steps().backward_chunk(
+                grad_gates,
+                zeta_chunk,
+                weight_hh,
+                grad_out,
+                dh,
+                start,
+                end,
+                u.view(directions, time, batch, two_hidden) if recurrent_norm else None,
+                mean if recurrent_norm else None,
+                rstd if recurrent_norm else None,
+                product_dtype,
+                loops.TF32,
+            )
+            continue
         zeta_steps = zeta_chunk.unbind(1)
         for t in range(end - 1, start - 1, -1):
             dg = grad_steps[t]

@@ -1,0 +1,101 @@
+"""Which implementation runs the Light GRU's loops over time: PyTorch operators or Triton steps.
+
+- ``torch``: :func:`rnnlib.ligru.cpu_kernel._forward_loop` and its backward, a product and a few
+  element-wise operators per step; runs on every device.
+- ``triton``: :mod:`rnnlib.ligru.triton_steps`, one or two fused kernels per step.
+
+The rule is fixed, never timed: CUDA tensors in float32 (autocast's bfloat16 / float16 products
+included) take ``triton`` wherever Triton imports and runs; everything else takes ``torch``. A
+CUDA host where Triton is missing or broken (no C compiler for its launcher, say) logs one line
+and keeps ``torch``. :func:`force_loop_route` or the ``RNNLIB_LIGRU_LOOP`` environment variable
+(``torch`` / ``triton``) override the rule; forcing ``triton`` on CPU tensors needs
+``TRITON_INTERPRET=1`` (the tests do that). ``TF32 = True`` lets Triton's products use TF32 on
+CUDA (off by default: float32 products are IEEE, bit-for-bit repeatable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+from collections.abc import Iterator
+from types import ModuleType
+
+import torch
+
+LOOP_ROUTES = ("torch", "triton")
+ENVIRONMENT_VARIABLE = "RNNLIB_LIGRU_LOOP"
+TF32 = False
+_forced: str | None = None
+_triton: ModuleType | None = None
+_triton_error: str | None = None
+log = logging.getLogger(__name__)
+
+
+def _check(route: str | None, source: str) -> str | None:
+    if route not in (None, *LOOP_ROUTES):
+        raise ValueError(f"{source}: unknown loop route {route!r}; choose one of {LOOP_ROUTES}")
+    return route
+
+
+def triton_steps() -> ModuleType | None:
+    """The Triton step kernels' module, or None (with one log line) where Triton cannot run."""
+    global _triton, _triton_error
+    if _triton is None and _triton_error is None:
+        try:
+            module = importlib.import_module("rnnlib.ligru.triton_steps")
+        except Exception as error:  # ImportError, or a broken install failing at import
+            _triton_error = f"{type(error).__name__}: {error}"
+            log.warning(
+                "Light GRU: Triton is unavailable (%s); the loops run as PyTorch operators",
+                _triton_error,
+            )
+        else:
+            _triton = module
+    return _triton
+
+
+def interpreting() -> bool:
+    """Whether Triton kernels run in its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def loop_route(device: torch.device, dtype: torch.dtype) -> str:
+    """The loop route for states of ``dtype`` on ``device`` (see the module's rule).
+
+    >>> loop_route(torch.device("cpu"), torch.float32)
+    'torch'
+    """
+    route = _forced or _check(os.environ.get(ENVIRONMENT_VARIABLE) or None, ENVIRONMENT_VARIABLE)
+    if route == "torch":
+        return route
+    if route == "triton":
+        if device.type != "cuda" and not interpreting():
+            raise RuntimeError(
+                "the triton loop route runs CUDA tensors, or CPU tensors under TRITON_INTERPRET=1"
+            )
+        if dtype != torch.float32:
+            raise RuntimeError(f"the triton loop route keeps float32 states, not {dtype}")
+        if triton_steps() is None:
+            raise RuntimeError(f"the triton loop route was forced, but {_triton_error}")
+        return route
+    if device.type == "cuda" and dtype == torch.float32 and triton_steps() is not None:
+        return "triton"
+    return "torch"
+
+
+@contextlib.contextmanager
+def force_loop_route(route: str | None) -> Iterator[None]:
+    """Use ``route`` for every loop inside the block (None: the rule).
+
+    >>> with force_loop_route("torch"):
+    ...     loop_route(torch.device("cpu"), torch.float32)
+    'torch'
+    """
+    global _forced
+    previous, _forced = _forced, _check(route, "force_loop_route")
+    try:
+        yield
+    finally:
+        _forced = previous
