@@ -1,3 +1,15 @@
-"""Shared pytest configuration: fixtures live in plugin modules registered here."""
+"""Shared pytest configuration: fixtures live in plugin modules registered here.
+
+Without CUDA, Triton kernels (the tests marked ``triton``) run in Triton's CPU interpreter. Triton
+reads ``TRITON_INTERPRET`` when ``triton.language`` is imported, which Lightning's import already
+does, so it is set here, before any test module imports anything.
+"""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 pytest_plugins = ["tests.data_fixtures", "tests.recipe_helpers"]

@@ -1,27 +1,22 @@
 """The Triton loop route of the Light GRU against the float64 reference recurrence.
 
 Without CUDA the kernels run on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``, set
-here before anything imports the kernels); with CUDA they run compiled on the device.
+by ``tests/conftest.py`` before anything imports Triton); with CUDA they run compiled on the device.
 """
 
 import logging
 import os
+import subprocess
 import sys
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from rnnlib import LiGRU, SLiGRU  # noqa: E402
-from rnnlib.ligru import loop_route  # noqa: E402
-from rnnlib.ligru.loop_route import force_loop_route  # noqa: E402
-from rnnlib.ligru.recurrence import (  # noqa: E402
-    NONLINEARITIES,
-    ligru_recurrence_directions,
-)
-from tests.test_rnnlib_fast_kernel import assert_close, layer_outputs_and_grads  # noqa: E402
+from rnnlib import LiGRU, SLiGRU
+from rnnlib.ligru import loop_route
+from rnnlib.ligru.loop_route import force_loop_route
+from rnnlib.ligru.recurrence import NONLINEARITIES, ligru_recurrence_directions
+from tests.test_rnnlib_fast_kernel import assert_close, layer_outputs_and_grads
 
 pytestmark = pytest.mark.triton
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -195,6 +190,21 @@ def test_forced_route_needs_a_device_or_the_interpreter(monkeypatch):
             loop_route.loop_route(torch.device("cpu"), torch.float32)
     with pytest.raises(RuntimeError, match="float32 states"):
         loop_route.loop_route(torch.device("cuda"), torch.float64)
+
+
+@pytest.mark.skipif(DEVICE == "cuda", reason="the interpreter's import order matters on CPU only")
+def test_setting_the_interpreter_after_importing_triton_names_the_fix():
+    script = (
+        "import os, torch, triton.language\n"
+        "os.environ['TRITON_INTERPRET'] = '1'\n"
+        "from rnnlib.ligru.loop_route import force_loop_route, loop_route\n"
+        "with force_loop_route('triton'):\n"
+        "    loop_route(torch.device('cpu'), torch.float32)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "set it in the environment before starting Python" in result.stderr
 
 
 def test_the_rule_and_the_environment_variable(monkeypatch):

@@ -19,6 +19,7 @@ import contextlib
 import importlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -61,6 +62,13 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+def _interpreter_took_effect() -> bool:
+    """Whether ``triton.language`` was built for the interpreter: Triton reads
+    ``TRITON_INTERPRET`` once, when that module is first imported (Lightning's import does it)."""
+    language = sys.modules.get("triton.language")
+    return language is None or type(language.zeros).__name__ == "InterpretedFunction"
+
+
 def loop_route(device: torch.device, dtype: torch.dtype) -> str:
     """The loop route for states of ``dtype`` on ``device`` (see the module's rule).
 
@@ -74,6 +82,11 @@ def loop_route(device: torch.device, dtype: torch.dtype) -> str:
         if device.type != "cuda" and not interpreting():
             raise RuntimeError(
                 "the triton loop route runs CUDA tensors, or CPU tensors under TRITON_INTERPRET=1"
+            )
+        if device.type != "cuda" and not _interpreter_took_effect():
+            raise RuntimeError(
+                "TRITON_INTERPRET=1 was set after Triton was imported, so its kernels cannot run "
+                "on CPU tensors; set it in the environment before starting Python"
             )
         if dtype != torch.float32:
             raise RuntimeError(f"the triton loop route keeps float32 states, not {dtype}")

@@ -4,8 +4,9 @@ The runtime modules of :mod:`recipes.toolkit.package` and the toolkit modules th
 each other by their repository names; copied into ``<folder>/recognizer_runtime/`` those imports
 become relative ones (``from recipes.toolkit.model import X`` -> ``from .model import X``), and
 ``rnnlib/`` is copied beside it. Every copied file is checked to import nothing but the standard
-library, torch, torchaudio, numpy, soundfile and onnxruntime (optional, each inside a function)
-and ``rnnlib``.
+library, torch, torchaudio, numpy, soundfile, onnxruntime and triton (both optional: onnxruntime
+is imported inside a function, triton only by the Light GRU's GPU loop route, which falls back to
+PyTorch operators where it does not import) and ``rnnlib``.
 
 >>> rewrite_imports("from recipes.toolkit.model import AcousticModel\\n", "runtime")
 'from .model import AcousticModel\\n'
@@ -42,9 +43,10 @@ MODULES: dict[str, str] = {
     "recipes.toolkit.ctc.decoding": "ctc_decoding",
     "recipes.toolkit.framewise.viterbi": "viterbi",
 }
-# onnxruntime: imported only by the onnx backend, inside the function that makes its session
+# onnxruntime: imported only by the onnx backend, inside the function that makes its session;
+# triton: only by rnnlib.ligru.triton_steps, which rnnlib.ligru.loop_route imports lazily on CUDA
 ALLOWED_ROOTS = frozenset(
-    {"torch", "torchaudio", "numpy", "soundfile", "onnxruntime", "rnnlib"}
+    {"torch", "torchaudio", "numpy", "soundfile", "onnxruntime", "triton", "rnnlib"}
 ) | frozenset(sys.stdlib_module_names)
 RNNLIB = Path(importlib.util.find_spec("rnnlib").origin).parent
 
