@@ -14,9 +14,16 @@ order of allocations more than on the layer: ``--allocator default`` measures th
 
     python scripts/bench_rnn.py --config both --threads 2 --json bench.json
 
-A type may name the route of the Light GRU's CPU products: ``ligru@onednn`` and ``ligru@blas``
-run side by side show what the fixed rule of ``rnnlib.ligru.products`` picks between
-(``--types torch.nn.LSTM ligru@onednn ligru@blas``); a plain ``ligru`` takes the rule's route.
+A type may name a route of the Light GRU: its CPU products, ``ligru@onednn`` and ``ligru@blas``,
+show what the fixed rule of ``rnnlib.ligru.products`` picks between (``--types torch.nn.LSTM
+ligru@onednn ligru@blas``); its loops over time, ``ligru@torch`` and ``ligru@triton``, what the
+rule of ``rnnlib.ligru.loop_route`` picks between on CUDA. A plain ``ligru`` takes the rules'
+routes.
+
+On CUDA every float32 product is IEEE float32 unless ``--tf32``: PyTorch lets cuDNN's GRU and LSTM
+use TF32 by default, so the baseline turns that off too (``torch.backends.cudnn.allow_tf32``,
+``torch.backends.cuda.matmul.allow_tf32``); ``--tf32`` turns TF32 on for all of them, the Light
+GRU's Triton products included (``rnnlib.ligru.loop_route.TF32``).
 
 ``--bf16`` adds a row ``<type>+bf16`` per type, timed under ``torch.autocast("cpu",
 torch.bfloat16)`` beside the float32 rows (ratios stay to float32 ``torch.nn.GRU``), and prints
@@ -44,6 +51,8 @@ import torch
 from torch import nn
 
 from rnnlib import build_rnn
+from rnnlib.ligru import loop_route
+from rnnlib.ligru.loop_route import force_loop_route
 from rnnlib.ligru.products import force_route
 
 CONFIGS = {
@@ -66,6 +75,22 @@ def split_route(name: str) -> tuple[str, str | None]:
     """
     base, _, route = name.removesuffix(BF16).partition("@")
     return base, route or None
+
+
+def forced_routes(name: str) -> contextlib.AbstractContextManager:
+    """The route a type's name asks for: a loop route (``torch``, ``triton``) or a product route
+    (``onednn``, ``blas``); none: the rules'."""
+    route = split_route(name)[1]
+    if route in loop_route.LOOP_ROUTES:
+        return force_loop_route(route)
+    return force_route(route)
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 products for cuDNN, cuBLAS and the Light GRU's Triton steps, or IEEE float32."""
+    torch.backends.cudnn.allow_tf32 = enabled
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    loop_route.TF32 = enabled
 
 
 def is_bf16(name: str) -> bool:
@@ -136,7 +161,7 @@ def time_config(config: dict, types: list[str], device: str, repeats: int) -> di
     samples: dict[str, dict[str, list[float]]] = {n: {"train": [], "infer": []} for n in types}
     for repeat in range(repeats + 1):  # the first round is the warm-up
         for name, model in models.items():
-            with force_route(split_route(name)[1]), precision(name, device):
+            with forced_routes(name), precision(name, device):
                 inputs = input_for(name, x)
                 train = timed(lambda m=model, x=inputs: training_step(m, x), device)
                 infer = timed(lambda m=model, x=inputs: inference_step(m, x), device)
@@ -154,7 +179,7 @@ def bf16_errors(config: dict, name: str, device: str) -> dict[str, float]:
     reference = build(name.removesuffix(BF16), config, device).eval()
     model = build(name, config, device).eval()
     model.load_state_dict(reference.state_dict())
-    with torch.no_grad(), force_route(split_route(name)[1]):
+    with torch.no_grad(), forced_routes(name):
         expected = reference(x)[0]
         with precision(name, device):
             got = model(input_for(name, x))[0].float()
@@ -199,27 +224,27 @@ def measure_memory_here(name: str, config: dict, device: str) -> float:
     """Peak bytes of two training steps above the state after building model and inputs."""
     model = build(name, config, device)
     x = input_for(name, make_input(config, device))
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
+    with forced_routes(name), precision(name, device):
+        if device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            for _ in range(2):
+                training_step(model, x)
+            torch.cuda.synchronize()
+            return float(torch.cuda.max_memory_allocated() - base)
+        reset_peak_rss()
+        base = current_rss_bytes()
         for _ in range(2):
             training_step(model, x)
-        torch.cuda.synchronize()
-        return float(torch.cuda.max_memory_allocated() - base)
-    reset_peak_rss()
-    base = current_rss_bytes()
-    with force_route(split_route(name)[1]), precision(name, device):
-        for _ in range(2):
-            training_step(model, x)
-    return float(peak_rss_bytes() - base)
+        return float(peak_rss_bytes() - base)
 
 
 def measure_memory(name: str, config_name: str, args: argparse.Namespace) -> float:
     """Run :func:`measure_memory_here` in a fresh interpreter and return its bytes."""
     command = [sys.executable, __file__, "--memory-child", name, "--config", config_name]
     command += ["--threads", str(args.threads), "--device", args.device]
-    command += overrides_as_flags(args)
+    command += overrides_as_flags(args) + (["--tf32"] if args.tf32 else [])
     env = dict(os.environ)
     if args.allocator == "live":
         env["MALLOC_MMAP_THRESHOLD_"] = LIVE_TENSORS_MMAP_THRESHOLD
@@ -284,6 +309,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--bf16", action="store_true", help="add a bfloat16 autocast row per type (see above)"
     )
     parser.add_argument(
+        "--tf32", action="store_true", help="CUDA: TF32 products for every type (see above)"
+    )
+    parser.add_argument(
         "--allocator",
         choices=["live", "default"],
         default="live",
@@ -299,6 +327,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.device == "cuda" or args.tf32:
+        set_tf32(args.tf32)
     if args.memory_child:
         config = resolve_config(args.config, args)
         print(measure_memory_here(args.memory_child, config, args.device))
@@ -326,7 +356,9 @@ def main(argv: list[str] | None = None) -> None:
         print(format_table({config_name: rows}, configs), flush=True)
     if args.json:
         table = {"threads": args.threads, "device": args.device, "configs": configs}
-        table["allocator"] = args.allocator
+        table["allocator"], table["tf32"] = args.allocator, args.tf32
+        if args.device == "cuda":
+            table["device_name"] = torch.cuda.get_device_name()
         table["results"] = results
         with open(args.json, "w") as handle:
             json.dump(table, handle, indent=2)

@@ -63,3 +63,29 @@ def test_bf16_rows_run_in_bfloat16_beside_float32(tmp_path):
 
 def table_config(bench):
     return bench.resolve_config("S", bench.parse_args(TINY))
+
+
+def test_type_names_force_loop_and_product_routes(tmp_path):
+    from rnnlib.ligru import loop_route
+    from rnnlib.ligru.products import product_route
+
+    bench = load_bench()
+    with bench.forced_routes("ligru@triton"):
+        assert loop_route.loop_route(torch.device("cuda"), torch.float32) == "triton"
+    with bench.forced_routes("ligru@torch+bf16"):
+        assert loop_route.loop_route(torch.device("cuda"), torch.float32) == "torch"
+    for route in ("onednn", "blas"):
+        with bench.forced_routes(f"sligru@{route}"):
+            assert product_route() == route
+    out = tmp_path / "bench.json"
+    argv = [*TINY, "--config", "S", "--repeats", "1", "--types", "ligru@torch", "ligru@triton"]
+    defaults = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        bench.main([*argv, "--tf32", "--json", str(out)])
+        assert loop_route.TF32 and torch.backends.cudnn.allow_tf32  # --tf32 reached every type
+    finally:
+        loop_route.TF32 = False
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = defaults
+    table = json.loads(out.read_text())
+    assert table["tf32"] is True
+    assert list(table["results"]["S"]) == ["torch.nn.GRU", "ligru@torch", "ligru@triton"]

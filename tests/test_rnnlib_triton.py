@@ -112,6 +112,20 @@ def test_backward_crosses_chunks():
 
 
 @pytest.mark.parametrize("norm", [False, True])
+def test_any_chunk_size_gives_the_same_bits(norm, monkeypatch):
+    """Lengths that are not a multiple of the chunk (dead steps forward, and backward at both
+    ends of a 64-step coefficient chunk): the chunking changes nothing, bit for bit."""
+    steps = loop_route.triton_steps()
+    leaves = random_inputs(2, 67, 5, [67, 30], drop=True, directions=1, seed=6)
+    results = {}
+    for per_chunk in (16, 6):
+        monkeypatch.setattr(steps, "STEPS_PER_CHUNK", per_chunk)
+        results[per_chunk] = run_recurrence(leaves, "relu", norm, torch.float32)
+    for a, b in zip(results[16], results[6], strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("norm", [False, True])
 def test_padding_changes_nothing_and_results_repeat_bit_for_bit(norm):
     leaves = random_inputs(3, 6, 7, [6, 2, 4], drop=True, directions=2, seed=5)
     inputs, weights, h0, mask, drop_mask = leaves
@@ -231,3 +245,67 @@ def test_a_host_without_triton_falls_back_with_one_log_line(monkeypatch, caplog)
     assert "Triton is unavailable" in caplog.text and "PyTorch operators" in caplog.text
     with pytest.raises(RuntimeError, match="forced"):
         loop_route.loop_route(torch.device("cuda"), torch.float32)
+
+
+needs_cuda = pytest.mark.skipif(DEVICE != "cuda", reason="CUDA graphs need a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize("norm", [False, True])
+def test_graph_replays_equal_eager_runs_for_new_data_and_lengths(norm, monkeypatch):
+    """One captured chunk per shape serves every length; its replays equal eager launches."""
+    from rnnlib.ligru import step_graphs
+
+    step_graphs.clear()
+    runs = [
+        random_inputs(3, time, 7, lengths, drop=True, directions=2, seed=seed)
+        for seed, (time, lengths) in enumerate([(40, [40, 9, 33]), (75, [75, 70, 1])])
+    ]
+    graphed = [run_recurrence(leaves, "tanh", norm, torch.float32) for leaves in runs]
+    assert len(step_graphs._graphs) == 2  # forward and backward: the second run reused them
+    monkeypatch.setattr(step_graphs, "GRAPHS", False)
+    eager = [run_recurrence(leaves, "tanh", norm, torch.float32) for leaves in runs]
+    for got, expected in zip(graphed, eager, strict=True):
+        for a, b in zip(got, expected, strict=True):
+            assert torch.equal(a, b)
+
+
+@needs_cuda
+def test_a_layer_inside_a_callers_cuda_graph():
+    """Under the caller's capture the steps go into the caller's graph, tables and all."""
+    torch.manual_seed(0)
+    rnn = LiGRU(input_size=5, hidden_size=9, bidirectional=True).to(DEVICE).eval()
+    x = torch.randn(2, 20, 5, device=DEVICE)
+    with torch.no_grad():
+        expected, _ = rnn(x)
+        rnn(x)  # warm-up outside the capture
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured, _ = rnn(x)
+        x.copy_(torch.randn_like(x))
+        graph.replay()
+        fresh, _ = rnn(x)
+    assert torch.equal(captured, fresh)
+    assert not torch.equal(captured, expected)
+
+
+@needs_cuda
+def test_a_failed_capture_falls_back_with_one_log_line(monkeypatch, caplog):
+    from rnnlib.ligru import step_graphs
+
+    step_graphs.clear()
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("capture is not supported here")
+
+    monkeypatch.setattr(step_graphs.torch.cuda, "graph", Broken)
+    leaves = random_inputs(2, 40, 7, [40, 12], drop=False, directions=1, seed=9)
+    with caplog.at_level(logging.WARNING, logger="rnnlib.ligru.step_graphs"):
+        got = run_recurrence(leaves, "relu", False, torch.float32)
+        run_recurrence(leaves, "relu", False, torch.float32)
+    monkeypatch.setattr(step_graphs, "GRAPHS", False)
+    expected = run_recurrence(leaves, "relu", False, torch.float32)
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    assert len([r for r in caplog.records if "capture failed" in r.message]) == 2  # fwd, bwd
+    step_graphs.clear()

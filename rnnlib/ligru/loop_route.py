@@ -2,7 +2,8 @@
 
 - ``torch``: :func:`rnnlib.ligru.cpu_kernel._forward_loop` and its backward, a product and a few
   element-wise operators per step; runs on every device.
-- ``triton``: :mod:`rnnlib.ligru.triton_steps`, one or two fused kernels per step.
+- ``triton``: :mod:`rnnlib.ligru.triton_steps`, one or two fused kernels per step, launched
+  in chunks of steps that :mod:`rnnlib.ligru.step_graphs` replays as CUDA graphs.
 
 The rule is fixed, never timed: CUDA tensors in float32 (autocast's bfloat16 / float16 products
 included) take ``triton`` wherever Triton imports and runs; everything else takes ``torch``. A

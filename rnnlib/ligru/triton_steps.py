@@ -14,6 +14,13 @@ per step. Here a step is one or two kernels:
   (SLi-GRU: and the layer norm's input gradient), then a product kernel writes
   ``dh_{t-1} = dh_t * zeta_t + dgates_t U + (the output's gradient at t-1)``.
 
+The kernels take no tensor and no step index from the host: both come from an ``int64`` table
+on the device (pointers, the length, the step counter; the ``_SLOT`` constants), and
+``STEPS_PER_CHUNK`` steps are launched as one chunk whose last kernel advances the counter, so
+that :mod:`rnnlib.ligru.step_graphs` can capture a chunk once per shape as a CUDA graph and
+replay it for any length and any tensors. Steps past the end (or, backward, before the start)
+do nothing, except that the backward's dead steps pass ``dh`` on unchanged.
+
 Products run with ``input_precision="ieee"`` (true float32; Triton's default would be TF32)
 unless ``tf32`` is asked for, or in ``dot_dtype`` (bfloat16 / float16 under autocast, float32
 accumulation). Reductions are fixed trees inside one program: no atomics, results repeat bit for
@@ -29,11 +36,13 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from rnnlib.ligru import step_graphs
 from rnnlib.ligru.pointwise import LAYER_NORM_EPS, LEAKY_RELU_SLOPE, NONLINEARITIES
 
 ROW_BLOCK = 16  # tl.dot's smallest block: rows past the batch are masked
 UNIT_BLOCK = 32
 K_BLOCK = 32
+STEPS_PER_CHUNK = 16  # even: the backward's two dh buffers end each chunk where they began
 _TL_DTYPES = {None: None, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
 
 
@@ -59,17 +68,43 @@ def _dot(x, w, PRECISION: tl.constexpr, DOT_DTYPE: tl.constexpr):
     return tl.dot(x, w, input_precision=PRECISION)
 
 
+# the table's slots
+_T0_SLOT = tl.constexpr(0)  # the step of the chunk's first kernel (forward: up, backward: down)
+_STEPS_SLOT = tl.constexpr(1)  # T
+_START_SLOT = tl.constexpr(2)  # backward: the first step of the coefficient chunk
+_CHUNK_SLOT = tl.constexpr(3)  # backward: the steps the coefficient buffer has room for
+_GATES_SLOT = tl.constexpr(4)
+_STATES_SLOT = tl.constexpr(5)
+_WEIGHT_SLOT = tl.constexpr(6)
+_LENGTHS_SLOT = tl.constexpr(7)
+_DROP_SLOT = tl.constexpr(8)
+_U_SLOT = tl.constexpr(9)
+_MEAN_SLOT = tl.constexpr(10)
+_RSTD_SLOT = tl.constexpr(11)
+_ZETA_SLOT = tl.constexpr(12)
+_GRAD_OUT_SLOT = tl.constexpr(13)
+_DH_SLOTS = (14, 15)
+_TABLE_SIZE = 16
+
+
+@triton.jit
+def _pointer(table, slot, DTYPE: tl.constexpr):
+    """The pointer in ``table[slot]``."""
+    return tl.load(table + slot).to(tl.pointer_type(DTYPE))
+
+
+@triton.jit
+def _advance_clock(table, delta):
+    tl.store(table + _T0_SLOT, tl.load(table + _T0_SLOT) + delta)
+
+
 @triton.jit
 def _forward_step_fused(
-    gates,  # [D, T, B, 2H]: a on entry, the pre-activations on exit
-    states,  # [D, T + 1, B, H]
-    weight,  # [D, 2H, H]
-    lengths,  # [B] int32 (HAS_LENGTHS)
-    drop,  # [D, B, H] (HAS_DROP)
-    t,
+    table,  # gates [D, T, B, 2H] (a in, pre-activations out), states [D, T + 1, B, H],
+    #         weight [D, 2H, H], lengths [B] int32 (HAS_LENGTHS), drop [D, B, H] (HAS_DROP)
+    k,
     rows,
     hidden,
-    steps,
     HAS_LENGTHS: tl.constexpr,
     HAS_DROP: tl.constexpr,
     NONLINEARITY: tl.constexpr,
@@ -80,10 +115,15 @@ def _forward_step_fused(
     BJ: tl.constexpr,
     BK: tl.constexpr,
 ):
+    t = tl.load(table + _T0_SLOT) + k
+    steps = tl.load(table + _STEPS_SLOT)
+    gates = _pointer(table, _GATES_SLOT, tl.float32)
+    states = _pointer(table, _STATES_SLOT, tl.float32)
+    weight = _pointer(table, _WEIGHT_SLOT, tl.float32)
     d = tl.program_id(0)
     b = tl.program_id(1) * BB + tl.arange(0, BB)
     j = tl.program_id(2) * BJ + tl.arange(0, BJ)
-    row_ok = b < rows
+    row_ok = (b < rows) & (t < steps)
     unit_ok = j < hidden
     ok = row_ok[:, None] & unit_ok[None, :]
     h_prev_base = states + (d * (steps + 1) + t) * rows * hidden
@@ -91,16 +131,16 @@ def _forward_step_fused(
     acc_z = tl.zeros((BB, BJ), dtype=tl.float32)
     acc_c = tl.zeros((BB, BJ), dtype=tl.float32)
     for k0 in range(0, hidden, BK):
-        k = k0 + tl.arange(0, BK)
-        k_ok = k < hidden
+        kk = k0 + tl.arange(0, BK)
+        k_ok = kk < hidden
         h = tl.load(
-            h_prev_base + b[:, None] * hidden + k[None, :],
+            h_prev_base + b[:, None] * hidden + kk[None, :],
             mask=row_ok[:, None] & k_ok[None, :],
             other=0.0,
         )
         w_ok = k_ok[:, None] & unit_ok[None, :]
-        w_z = tl.load(w_base + j[None, :] * hidden + k[:, None], mask=w_ok, other=0.0)
-        w_c = tl.load(w_base + (hidden + j[None, :]) * hidden + k[:, None], mask=w_ok, other=0.0)
+        w_z = tl.load(w_base + j[None, :] * hidden + kk[:, None], mask=w_ok, other=0.0)
+        w_c = tl.load(w_base + (hidden + j[None, :]) * hidden + kk[:, None], mask=w_ok, other=0.0)
         acc_z += _dot(h, w_z, PRECISION, DOT_DTYPE)
         acc_c += _dot(h, w_c, PRECISION, DOT_DTYPE)
     g_base = gates + ((d * steps + t) * rows + b[:, None]) * 2 * hidden + j[None, :]
@@ -111,68 +151,64 @@ def _forward_step_fused(
     z = tl.sigmoid(pre_z)
     c = _activate(pre_c, NONLINEARITY, SLOPE)
     if HAS_DROP:
+        drop = _pointer(table, _DROP_SLOT, tl.float32)
         c *= tl.load(drop + (d * rows + b[:, None]) * hidden + j[None, :], mask=ok, other=0.0)
     h_prev = tl.load(h_prev_base + b[:, None] * hidden + j[None, :], mask=ok, other=0.0)
     h_new = c + z * (h_prev - c)
     if HAS_LENGTHS:
+        lengths = _pointer(table, _LENGTHS_SLOT, tl.int32)
         length = tl.load(lengths + b, mask=row_ok, other=0)
         h_new = tl.where((t < length)[:, None], h_new, h_prev)
     tl.store(h_prev_base + rows * hidden + b[:, None] * hidden + j[None, :], h_new, mask=ok)
 
 
 @triton.jit
-def _product_rows(
-    source,  # [D, B, K] at source + d * source_stride
-    weight,  # [D, N, K] (TRANSPOSED: [D, K, N])
-    out,  # [D, B, N]
-    source_stride,
+def _forward_step_product(
+    table,  # states [D, T + 1, B, H], weight [D, 2H, H], u [D, B, 2H] (written)
+    k,
     rows,
-    n_size,
-    k_size,
-    TRANSPOSED: tl.constexpr,
+    hidden,
     PRECISION: tl.constexpr,
     DOT_DTYPE: tl.constexpr,
     BB: tl.constexpr,
     BN: tl.constexpr,
     BK: tl.constexpr,
 ):
-    """``out[d] = source[d] @ weight[d]^T`` (``@ weight[d]`` when ``TRANSPOSED``)."""
+    """``u[d] = h_{t-1}[d] @ weight[d]^T``: the product of an SLi-GRU step."""
+    t = tl.load(table + _T0_SLOT) + k
+    steps = tl.load(table + _STEPS_SLOT)
+    states = _pointer(table, _STATES_SLOT, tl.float32)
+    weight = _pointer(table, _WEIGHT_SLOT, tl.float32)
+    u = _pointer(table, _U_SLOT, tl.float32)
     d = tl.program_id(0)
     b = tl.program_id(1) * BB + tl.arange(0, BB)
     n = tl.program_id(2) * BN + tl.arange(0, BN)
-    row_ok = b < rows
-    n_ok = n < n_size
-    w_base = weight + d * n_size * k_size
+    row_ok = (b < rows) & (t < steps)
+    n_ok = n < 2 * hidden
+    h_base = states + (d * (steps + 1) + t) * rows * hidden
+    w_base = weight + d * 2 * hidden * hidden
     acc = tl.zeros((BB, BN), dtype=tl.float32)
-    for k0 in range(0, k_size, BK):
-        k = k0 + tl.arange(0, BK)
-        k_ok = k < k_size
+    for k0 in range(0, hidden, BK):
+        kk = k0 + tl.arange(0, BK)
+        k_ok = kk < hidden
         x = tl.load(
-            source + d * source_stride + b[:, None] * k_size + k[None, :],
+            h_base + b[:, None] * hidden + kk[None, :],
             mask=row_ok[:, None] & k_ok[None, :],
             other=0.0,
         )
-        if TRANSPOSED:
-            w_ptr = w_base + k[:, None] * n_size + n[None, :]
-        else:
-            w_ptr = w_base + n[None, :] * k_size + k[:, None]
-        w = tl.load(w_ptr, mask=k_ok[:, None] & n_ok[None, :], other=0.0)
+        w_ok = k_ok[:, None] & n_ok[None, :]
+        w = tl.load(w_base + n[None, :] * hidden + kk[:, None], mask=w_ok, other=0.0)
         acc += _dot(x, w, PRECISION, DOT_DTYPE)
     ok = row_ok[:, None] & n_ok[None, :]
-    tl.store(out + (d * rows + b[:, None]) * n_size + n[None, :], acc, mask=ok)
+    tl.store(u + (d * rows + b[:, None]) * 2 * hidden + n[None, :], acc, mask=ok)
 
 
 @triton.jit
 def _forward_step_normed(
-    gates,  # [D, T, B, 2H]
-    states,  # [D, T + 1, B, H]
-    u,  # [D, B, 2H]: U h_{t-1} of this step
-    lengths,
-    drop,
-    t,
+    table,  # gates, states, u (this step's U h_{t-1}), lengths, drop: as in the fused step
+    k,
     rows,
     hidden,
-    steps,
     eps,
     HAS_LENGTHS: tl.constexpr,
     HAS_DROP: tl.constexpr,
@@ -181,10 +217,15 @@ def _forward_step_normed(
     BH: tl.constexpr,
 ):
     """One row of an SLi-GRU step: ``LN(u)``, the gates and the new state."""
+    t = tl.load(table + _T0_SLOT) + k
+    steps = tl.load(table + _STEPS_SLOT)
+    gates = _pointer(table, _GATES_SLOT, tl.float32)
+    states = _pointer(table, _STATES_SLOT, tl.float32)
+    u = _pointer(table, _U_SLOT, tl.float32)
     d = tl.program_id(0)
     b = tl.program_id(1)
     j = tl.arange(0, BH)
-    unit_ok = j < hidden
+    unit_ok = (j < hidden) & (t < steps)
     u_base = u + (d * rows + b) * 2 * hidden
     u_z = tl.load(u_base + j, mask=unit_ok, other=0.0)
     u_c = tl.load(u_base + hidden + j, mask=unit_ok, other=0.0)
@@ -201,34 +242,38 @@ def _forward_step_normed(
     z = tl.sigmoid(pre_z)
     c = _activate(pre_c, NONLINEARITY, SLOPE)
     if HAS_DROP:
+        drop = _pointer(table, _DROP_SLOT, tl.float32)
         c *= tl.load(drop + (d * rows + b) * hidden + j, mask=unit_ok, other=0.0)
     h_base = states + ((d * (steps + 1) + t) * rows + b) * hidden
     h_prev = tl.load(h_base + j, mask=unit_ok, other=0.0)
     h_new = c + z * (h_prev - c)
     if HAS_LENGTHS:
+        lengths = _pointer(table, _LENGTHS_SLOT, tl.int32)
         h_new = tl.where(t < tl.load(lengths + b), h_new, h_prev)
     tl.store(h_base + rows * hidden + j, h_new, mask=unit_ok)
 
 
 @triton.jit
 def _backward_step_rows(
-    grad_gates,  # [D, T, B, 2H]: the coefficients on entry, dgates on exit (step t)
-    dh,  # [D, B, H]
-    u,  # [D, T, B, 2H] (NORMED): U h_{t-1} on entry, the layer norm's input gradient on exit
-    mean,  # [D, T, B] (NORMED)
-    rstd,  # [D, T, B] (NORMED)
-    t,
+    table,  # gates: the coefficients in, dgates out (step t); u [D, T, B, 2H] (NORMED): U h_{t-1}
+    #         in, the layer norm's input gradient out; mean, rstd [D, T, B] (NORMED)
+    k,
+    dh_slot,  # dh [D, B, H]: the gradient of h_t
     rows,
     hidden,
-    steps,
     NORMED: tl.constexpr,
     BH: tl.constexpr,
 ):
     """One row of a backward step: ``dgates_t = coef_t * [dh_t, dh_t]`` (SLi-GRU: and ``du``)."""
+    t = tl.load(table + _T0_SLOT) - k
+    steps = tl.load(table + _STEPS_SLOT)
+    live = t >= tl.load(table + _START_SLOT)
+    grad_gates = _pointer(table, _GATES_SLOT, tl.float32)
+    dh = _pointer(table, dh_slot, tl.float32)
     d = tl.program_id(0)
     b = tl.program_id(1)
     j = tl.arange(0, BH)
-    unit_ok = j < hidden
+    unit_ok = (j < hidden) & live
     g_base = grad_gates + ((d * steps + t) * rows + b) * 2 * hidden
     grad = tl.load(dh + (d * rows + b) * hidden + j, mask=unit_ok, other=0.0)
     dg_z = tl.load(g_base + j, mask=unit_ok, other=0.0) * grad
@@ -236,9 +281,10 @@ def _backward_step_rows(
     tl.store(g_base + j, dg_z, mask=unit_ok)
     tl.store(g_base + hidden + j, dg_c, mask=unit_ok)
     if NORMED:
+        u = _pointer(table, _U_SLOT, tl.float32)
         stat = (d * steps + t) * rows + b
-        mu = tl.load(mean + stat)
-        r = tl.load(rstd + stat)
+        mu = tl.load(_pointer(table, _MEAN_SLOT, tl.float32) + stat, mask=live, other=0.0)
+        r = tl.load(_pointer(table, _RSTD_SLOT, tl.float32) + stat, mask=live, other=0.0)
         u_base = u + stat * 2 * hidden
         x_z = tl.where(unit_ok, (tl.load(u_base + j, mask=unit_ok, other=0.0) - mu) * r, 0.0)
         x_c = tl.where(
@@ -253,18 +299,14 @@ def _backward_step_rows(
 
 @triton.jit
 def _backward_step_product(
-    source,  # [D, T, B, 2H]: dgates (or du) of step t
-    weight,  # [D, 2H, H]
-    dh,  # [D, B, H]: dh_t
-    zeta,  # [D, C, B, H]: the chunk's direct-path factors, step t at index t - start
-    grad_out,  # [D, T, B, H]
-    dh_prev,  # [D, B, H]: written
-    t,
-    start,
-    chunk,
+    table,  # gates (dgates) or, NORMED, u (du) of step t; weight; zeta [D, C, B, H] (step t at
+    #         t - start); grad_out [D, T, B, H]
+    k,
+    dh_slot,  # dh_t [D, B, H]
+    prev_slot,  # dh_{t-1} [D, B, H]: written (a dead step copies dh_t)
     rows,
     hidden,
-    steps,
+    NORMED: tl.constexpr,
     PRECISION: tl.constexpr,
     DOT_DTYPE: tl.constexpr,
     BB: tl.constexpr,
@@ -272,6 +314,17 @@ def _backward_step_product(
     BK: tl.constexpr,
 ):
     """``dh_{t-1} = dh_t * zeta_t + source_t U + grad_out_{t-1}`` (no output term at t = 0)."""
+    t = tl.load(table + _T0_SLOT) - k
+    steps = tl.load(table + _STEPS_SLOT)
+    start = tl.load(table + _START_SLOT)
+    chunk = tl.load(table + _CHUNK_SLOT)
+    live = t >= start
+    source = _pointer(table, _U_SLOT if NORMED else _GATES_SLOT, tl.float32)
+    weight = _pointer(table, _WEIGHT_SLOT, tl.float32)
+    zeta = _pointer(table, _ZETA_SLOT, tl.float32)
+    grad_out = _pointer(table, _GRAD_OUT_SLOT, tl.float32)
+    dh = _pointer(table, dh_slot, tl.float32)
+    dh_prev = _pointer(table, prev_slot, tl.float32)
     d = tl.program_id(0)
     b = tl.program_id(1) * BB + tl.arange(0, BB)
     n = tl.program_id(2) * BN + tl.arange(0, BN)
@@ -282,30 +335,30 @@ def _backward_step_product(
     w_base = weight + d * 2 * hidden * hidden
     acc = tl.zeros((BB, BN), dtype=tl.float32)
     for k0 in range(0, 2 * hidden, BK):
-        k = k0 + tl.arange(0, BK)
-        k_ok = k < 2 * hidden
+        kk = k0 + tl.arange(0, BK)
+        k_ok = kk < 2 * hidden
         x = tl.load(
-            s_base + b[:, None] * 2 * hidden + k[None, :],
-            mask=row_ok[:, None] & k_ok[None, :],
+            s_base + b[:, None] * 2 * hidden + kk[None, :],
+            mask=(row_ok & live)[:, None] & k_ok[None, :],
             other=0.0,
         )
         w_ok = k_ok[:, None] & n_ok[None, :]
-        w = tl.load(w_base + k[:, None] * hidden + n[None, :], mask=w_ok, other=0.0)
+        w = tl.load(w_base + kk[:, None] * hidden + n[None, :], mask=w_ok, other=0.0)
         acc += _dot(x, w, PRECISION, DOT_DTYPE)
     unit = (d * rows + b[:, None]) * hidden + n[None, :]
+    grad = tl.load(dh + unit, mask=ok, other=0.0)
     factor = tl.load(
         zeta + ((d * chunk + t - start) * rows + b[:, None]) * hidden + n[None, :],
-        mask=ok,
+        mask=ok & live,
         other=0.0,
     )
-    acc += tl.load(dh + unit, mask=ok, other=0.0) * factor
-    if t > 0:
-        acc += tl.load(
-            grad_out + ((d * steps + t - 1) * rows + b[:, None]) * hidden + n[None, :],
-            mask=ok,
-            other=0.0,
-        )
-    tl.store(dh_prev + unit, acc, mask=ok)
+    acc += grad * factor
+    acc += tl.load(
+        grad_out + ((d * steps + t - 1) * rows + b[:, None]) * hidden + n[None, :],
+        mask=ok & live & (t > 0),
+        other=0.0,
+    )
+    tl.store(dh_prev + unit, tl.where(live, acc, grad), mask=ok)
 
 
 def _row_block(rows: int) -> int:
@@ -314,6 +367,19 @@ def _row_block(rows: int) -> int:
 
 def _precision(tf32: bool) -> str:
     return "tf32" if tf32 else "ieee"
+
+
+def _table_values(
+    t0: int, steps: int, tensors: dict[int, Tensor | None], start: int = 0, chunk: int = 0
+) -> list[int]:
+    """The table: the clock, the lengths and each tensor's address in its slot (0: none)."""
+    values = [0] * _TABLE_SIZE
+    values[_T0_SLOT.value], values[_STEPS_SLOT.value] = t0, steps
+    values[_START_SLOT.value], values[_CHUNK_SLOT.value] = start, chunk
+    for slot, tensor in tensors.items():
+        if tensor is not None:
+            values[getattr(slot, "value", slot)] = tensor.data_ptr()
+    return values
 
 
 def forward_loop(
@@ -335,6 +401,9 @@ def forward_loop(
     """
     directions, steps, rows, two_hidden = gates.shape
     hidden = two_hidden // 2
+    weight = weight_hh.contiguous()
+    drop = None if drop_mask is None else drop_mask.contiguous()
+    u = states.new_empty(directions, rows, two_hidden) if recurrent_norm else None
     flags = dict(
         HAS_LENGTHS=lengths is not None,
         HAS_DROP=drop_mask is not None,
@@ -342,31 +411,37 @@ def forward_loop(
         SLOPE=LEAKY_RELU_SLOPE,
     )
     dot = dict(PRECISION=_precision(tf32), DOT_DTYPE=_TL_DTYPES[product_dtype])
-    length_arg = lengths if lengths is not None else states
-    drop_arg = drop_mask if drop_mask is not None else states
+    per_chunk = STEPS_PER_CHUNK
     bb = _row_block(rows)
     row_blocks = triton.cdiv(rows, bb)
-    if not recurrent_norm:
-        grid = (directions, row_blocks, triton.cdiv(hidden, UNIT_BLOCK))
-        for t in range(steps):
-            _forward_step_fused[grid](
-                gates, states, weight_hh, length_arg, drop_arg, t, rows, hidden, steps,
-                **flags, **dot, BB=bb, BJ=UNIT_BLOCK, BK=K_BLOCK,
-            )  # fmt: skip
-        return
-    u = states.new_empty(directions, rows, two_hidden)
+    fused_grid = (directions, row_blocks, triton.cdiv(hidden, UNIT_BLOCK))
     product_grid = (directions, row_blocks, triton.cdiv(two_hidden, UNIT_BLOCK))
     row_grid = (directions, rows)
     block_hidden = triton.next_power_of_2(hidden)
-    for t in range(steps):
-        _product_rows[product_grid](
-            states[:, t], weight_hh, u, (steps + 1) * rows * hidden, rows, two_hidden, hidden,
-            TRANSPOSED=False, **dot, BB=bb, BN=UNIT_BLOCK, BK=K_BLOCK,
-        )  # fmt: skip
-        _forward_step_normed[row_grid](
-            gates, states, u, length_arg, drop_arg, t, rows, hidden, steps, LAYER_NORM_EPS,
-            **flags, BH=block_hidden,
-        )  # fmt: skip
+
+    def chunk(table: Tensor) -> None:
+        for k in range(per_chunk):
+            if not recurrent_norm:
+                _forward_step_fused[fused_grid](
+                    table, k, rows, hidden, **flags, **dot, BB=bb, BJ=UNIT_BLOCK, BK=K_BLOCK
+                )
+                continue
+            _forward_step_product[product_grid](
+                table, k, rows, hidden, **dot, BB=bb, BN=UNIT_BLOCK, BK=K_BLOCK
+            )
+            _forward_step_normed[row_grid](
+                table, k, rows, hidden, LAYER_NORM_EPS, **flags, BH=block_hidden
+            )
+        _advance_clock[(1,)](table, per_chunk)
+
+    tensors = {
+        _GATES_SLOT: gates, _STATES_SLOT: states, _WEIGHT_SLOT: weight, _LENGTHS_SLOT: lengths,
+        _DROP_SLOT: drop, _U_SLOT: u,
+    }  # fmt: skip
+    key = ("forward", recurrent_norm, directions, rows, hidden, per_chunk, *flags.values())
+    key += (*dot.values(),)
+    values = _table_values(0, steps, tensors)
+    step_graphs.run_chunks(key, values, triton.cdiv(steps, per_chunk), chunk, gates.device)
 
 
 def backward_chunk(
@@ -384,33 +459,46 @@ def backward_chunk(
     tf32: bool = False,
 ) -> Tensor:
     """Steps ``end - 1`` down to ``start`` of the backward loop; returns ``dh_start``'s successor
-    ``dh_{start-1}`` (at ``start = 0``: the gradient of ``h0``).
+    ``dh_{start-1}`` (at ``start = 0``: the gradient of ``h0``), in ``dh``'s buffer.
 
     ``grad_gates [D, T, B, 2H]`` holds the coefficients of the chunk's steps on entry and their
     ``dgates`` on exit; ``zeta [D, C, B, H]`` the chunk's factors; ``grad_out [D, T, B, H]``
-    (zero on padded frames); ``dh [D, B, H]`` the gradient of ``h_{end-1}``. SLi-GRU passes
-    ``u [D, T, B, 2H]`` (overwritten with the layer norm's input gradient) and its per-row
-    ``mean``, ``rstd`` ``[D, T, B]``.
+    (zero on padded frames); ``dh [D, B, H]`` the gradient of ``h_{end-1}`` (overwritten).
+    SLi-GRU passes ``u [D, T, B, 2H]`` (overwritten with the layer norm's input gradient) and
+    its per-row ``mean``, ``rstd`` ``[D, T, B]``.
     """
     directions, steps, rows, two_hidden = grad_gates.shape
     hidden = two_hidden // 2
     normed = u is not None
+    weight = weight_hh.contiguous()
+    dh = dh.contiguous()
+    spare = torch.empty_like(dh)
     dot = dict(PRECISION=_precision(tf32), DOT_DTYPE=_TL_DTYPES[product_dtype])
-    placeholder = grad_gates
+    per_chunk = STEPS_PER_CHUNK
     bb = _row_block(rows)
     product_grid = (directions, triton.cdiv(rows, bb), triton.cdiv(hidden, UNIT_BLOCK))
     row_grid = (directions, rows)
     block_hidden = triton.next_power_of_2(hidden)
-    chunk = zeta.stride(0) // (rows * hidden)  # zeta may be the first steps of a larger buffer
-    spare = torch.empty_like(dh)
-    for t in range(end - 1, start - 1, -1):
-        _backward_step_rows[row_grid](
-            grad_gates, dh, u if normed else placeholder, mean if normed else placeholder,
-            rstd if normed else placeholder, t, rows, hidden, steps, NORMED=normed, BH=block_hidden,
-        )  # fmt: skip
-        _backward_step_product[product_grid](
-            u if normed else grad_gates, weight_hh, dh, zeta, grad_out, spare, t, start, chunk,
-            rows, hidden, steps, **dot, BB=bb, BN=UNIT_BLOCK, BK=K_BLOCK,
-        )  # fmt: skip
-        dh, spare = spare, dh
-    return dh
+
+    def chunk(table: Tensor) -> None:
+        for k in range(per_chunk):
+            current, previous = _DH_SLOTS if k % 2 == 0 else _DH_SLOTS[::-1]
+            _backward_step_rows[row_grid](
+                table, k, current, rows, hidden, NORMED=normed, BH=block_hidden
+            )
+            _backward_step_product[product_grid](
+                table, k, current, previous, rows, hidden, NORMED=normed, **dot,
+                BB=bb, BN=UNIT_BLOCK, BK=K_BLOCK,
+            )  # fmt: skip
+        _advance_clock[(1,)](table, -per_chunk)
+
+    tensors = {
+        _GATES_SLOT: grad_gates, _WEIGHT_SLOT: weight, _U_SLOT: u, _MEAN_SLOT: mean,
+        _RSTD_SLOT: rstd, _ZETA_SLOT: zeta, _GRAD_OUT_SLOT: grad_out, _DH_SLOTS[0]: dh,
+        _DH_SLOTS[1]: spare,
+    }  # fmt: skip
+    capacity = zeta.stride(0) // (rows * hidden)  # zeta may be the first steps of a larger buffer
+    values = _table_values(end - 1, steps, tensors, start, capacity)
+    key = ("backward", normed, directions, rows, hidden, per_chunk, *dot.values())
+    step_graphs.run_chunks(key, values, triton.cdiv(end - start, per_chunk), chunk, dh.device)
+    return dh  # an even number of steps ends each chunk back in dh's buffer
