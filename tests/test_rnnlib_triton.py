@@ -224,7 +224,33 @@ def test_setting_the_interpreter_after_importing_triton_names_the_fix():
     assert "set it in the environment before starting Python" in result.stderr
 
 
+def test_the_first_use_on_a_device_checks_the_kernels_once(monkeypatch, caplog):
+    steps = loop_route.triton_steps()
+    forward_loop = steps.forward_loop
+    device = torch.device(DEVICE)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C compiler for the launcher")
+
+    def wrong(gates, states, *args, **kwargs):
+        forward_loop(gates, states, *args, **kwargs)
+        states[:, -1] += 1e-3
+
+    with caplog.at_level(logging.WARNING, logger="rnnlib.ligru.loop_route"):
+        for patch, runs, message in [(None, True, None), (broken, False, "no C compiler"),
+                                     (wrong, False, "differ from the reference")]:
+            monkeypatch.setattr(loop_route, "_runs", {})
+            if patch is not None:
+                monkeypatch.setattr(steps, "forward_loop", patch)
+            caplog.clear()
+            assert loop_route.triton_runs(device) is runs
+            assert loop_route.triton_runs(device) is runs  # checked once: one line at most
+            lines = [r.getMessage() for r in caplog.records]
+            assert lines == [] if message is None else len(lines) == 1 and message in lines[0]
+
+
 def test_the_rule_and_the_environment_variable(monkeypatch):
+    monkeypatch.setattr(loop_route, "triton_runs", lambda device: True)
     with force_loop_route(None):
         assert loop_route.loop_route(torch.device("cpu"), torch.float32) == "torch"
         assert loop_route.loop_route(torch.device("cuda"), torch.float64) == "torch"

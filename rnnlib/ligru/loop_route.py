@@ -6,10 +6,13 @@
   in chunks of steps that :mod:`rnnlib.ligru.step_graphs` replays as CUDA graphs.
 
 The rule is fixed, never timed: CUDA tensors in float32 (autocast's bfloat16 / float16 products
-included) take ``triton`` wherever Triton imports and runs; everything else takes ``torch``. A
-CUDA host where Triton is missing or broken (no C compiler for its launcher, say) logs one line
-and keeps ``torch``. :func:`force_loop_route` or the ``RNNLIB_LIGRU_LOOP`` environment variable
-(``torch`` / ``triton``) override the rule; forcing ``triton`` on CPU tensors needs
+included) take ``triton`` wherever Triton imports and runs; everything else takes ``torch``.
+"Runs" is checked once per device, the first time the rule would pick ``triton`` there: a tiny
+recurrence, forward and backward, with and without layer norm, must compile, launch and agree
+with the reference recurrence (:func:`triton_runs`). A CUDA host where Triton is missing or
+broken (no C compiler for its launcher, say) logs one line and keeps ``torch``.
+:func:`force_loop_route` or the ``RNNLIB_LIGRU_LOOP`` environment variable (``torch`` /
+``triton``) override the rule; forcing ``triton`` on CPU tensors needs
 ``TRITON_INTERPRET=1`` (the tests do that). ``TF32 = True`` lets Triton's products use TF32 on
 CUDA (off by default: float32 products are IEEE, bit-for-bit repeatable).
 """
@@ -32,6 +35,7 @@ TF32 = False
 _forced: str | None = None
 _triton: ModuleType | None = None
 _triton_error: str | None = None
+_runs: dict[str, bool] = {}
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +60,59 @@ def triton_steps() -> ModuleType | None:
         else:
             _triton = module
     return _triton
+
+
+def _tiny_recurrence(device: torch.device, norm: bool, reference: bool) -> list[torch.Tensor]:
+    """Output, final state and the gradients of a 2 x 5 x 4 recurrence with padding."""
+    from rnnlib.ligru.recurrence import ligru_recurrence_directions  # (imports this module)
+
+    generator = torch.Generator().manual_seed(0)
+
+    def leaf(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        values = torch.randn(*shape, generator=generator) * scale
+        return values.to(device).requires_grad_()
+
+    a, weight, h0 = leaf(2, 5, 8), leaf(8, 4, scale=0.5), leaf(1, 2, 4)
+    mask = (torch.arange(5) < torch.tensor([[5], [3]])).to(device)
+    out, h_n = ligru_recurrence_directions(
+        [a], [weight], h0, mask, "relu", norm, None, reference=reference
+    )
+    loss = (out * torch.linspace(-1, 1, out.numel(), device=device).view_as(out)).sum()
+    return [out, h_n, *torch.autograd.grad(loss + (h_n * h_n).sum(), [a, weight, h0])]
+
+
+def _check_triton(device: torch.device) -> bool:
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            with torch.autocast(device.type, enabled=False), force_loop_route("triton"):
+                for norm in (False, True):
+                    got = _tiny_recurrence(device, norm, reference=False)
+                    expected = _tiny_recurrence(device, norm, reference=True)
+                    pairs = zip(got, expected, strict=True)
+                    error = max((g - e).abs().max().item() for g, e in pairs)
+                    if not error <= 1e-4:  # NaN too
+                        raise RuntimeError(f"results differ from the reference by {error:.3g}")
+    except Exception as error:  # a compiler, launcher or driver failure, or wrong numbers
+        log.warning(
+            "Light GRU: the Triton steps do not run on %s (%s: %s); the loops run as PyTorch "
+            "operators there",
+            device, type(error).__name__, error,
+        )  # fmt: skip
+        return False
+    return True
+
+
+def triton_runs(device: torch.device) -> bool:
+    """Whether the Triton steps compile, launch and agree with the reference recurrence on
+    ``device``; checked once per device (a few milliseconds once compiled), one log line if not.
+    CPU tensors run them only in Triton's interpreter."""
+    if str(device) not in _runs:
+        if device.type == "cpu" and not interpreting():
+            return False
+        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            return False  # not now: the check cannot run inside the caller's capture
+        _runs[str(device)] = triton_steps() is not None and _check_triton(device)
+    return _runs[str(device)]
 
 
 def interpreting() -> bool:
@@ -95,7 +152,8 @@ def loop_route(device: torch.device, dtype: torch.dtype) -> str:
             raise RuntimeError(f"the triton loop route was forced, but {_triton_error}")
         return route
     if device.type == "cuda" and dtype == torch.float32 and triton_steps() is not None:
-        return "triton"
+        if triton_runs(device):
+            return "triton"
     return "torch"
 
 
