@@ -8,12 +8,11 @@ configuration, the same for every call of a process and every process on the sam
 The rule, from ``scripts/bench_rnn.py`` runs with both routes forced (``ligru@onednn``,
 ``ligru@blas``):
 
-- AMD CPUs with AVX-512 (Zen 4): oneDNN. Its kernels ran the input projection
-  (``[8000, 1024] x [1024, 1024]``, forward and input gradient) 10-20% faster and the per-step
-  product (``[8, 512] x [512, 1024]``) up to 40% faster than MKL on such an AMD EPYC.
-- Other CPUs: MKL. oneDNN lost up to 40% on the per-step product on an Intel Xeon (AVX-512,
-  AMX), and the whole S training step took 356 ms against MKL's 283 ms on a first-generation
-  AMD EPYC (AVX2 only).
+- float32: MKL, on every CPU measured with the locked torch 2.14.1. On a Zen 4 AMD EPYC (family
+  25, AVX-512) oneDNN was 4-13% slower in every row (S and M, training and inference; with
+  torch 2.11 it had been 10-20% faster there, which is what the rule followed until then); on
+  an Intel Xeon (AVX-512, AMX) it lost up to 40% on the per-step product; on a first-generation
+  AMD EPYC (AVX2 only) the whole S training step took 356 ms against MKL's 283 ms.
 - bfloat16 (autocast's dtype for the per-step product): oneDNN wherever it has a kernel.
 - Under ``torch.use_deterministic_algorithms(True)`` (Lightning's ``deterministic: true``) and
   wherever oneDNN cannot run the dtype: MKL / ``torch.mm``.
@@ -104,9 +103,7 @@ def product_route(dtype: torch.dtype = torch.float32) -> str:
         return _forced
     if torch.are_deterministic_algorithms_enabled():
         return "blas"
-    if dtype == torch.bfloat16 or (cpu_vendor() == "AuthenticAMD" and cpu_has_avx512()):
-        return "onednn"
-    return "blas"
+    return "onednn" if dtype == torch.bfloat16 else "blas"
 
 
 @contextlib.contextmanager
