@@ -1,6 +1,6 @@
 """The data path's cost on the built-in corpus and on a 5-hour one, against its targets.
 
-Per corpus (the recipe's default configuration, ``rnn=ligru``):
+Per corpus (the recipe's default configuration with ``rnn=ligru``, as its README figures):
 
 1. **preparation**: features of every split into a fresh cache with ``--workers`` processes,
    as a multiple of real time (audio seconds per wall second); target >= 1500x on 2 cores.

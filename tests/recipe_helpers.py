@@ -23,6 +23,7 @@ SMALL_MODEL = ["rnn.hidden_size=64", "rnn.num_layers=2"]
 # A model that learns the small corpus's training utterances by heart (no regularisation).
 OVERFIT = [
     *SMALL_CORPUS,
+    "rnn=ligru",
     "rnn.hidden_size=128",
     "rnn.nonlinearity=relu",
     "rnn.num_layers=2",
