@@ -107,11 +107,11 @@ def triton_runs(device: torch.device) -> bool:
     ``device``; checked once per device (a few milliseconds once compiled), one log line if not.
     CPU tensors run them only in Triton's interpreter."""
     if str(device) not in _runs:
-        if device.type == "cpu" and not interpreting():
+        if triton_steps() is None or (device.type == "cpu" and not interpreting()):
             return False
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
             return False  # not now: the check cannot run inside the caller's capture
-        _runs[str(device)] = triton_steps() is not None and _check_triton(device)
+        _runs[str(device)] = _check_triton(device)
     return _runs[str(device)]
 
 
@@ -151,9 +151,8 @@ def loop_route(device: torch.device, dtype: torch.dtype) -> str:
         if triton_steps() is None:
             raise RuntimeError(f"the triton loop route was forced, but {_triton_error}")
         return route
-    if device.type == "cuda" and dtype == torch.float32 and triton_steps() is not None:
-        if triton_runs(device):
-            return "triton"
+    if device.type == "cuda" and dtype == torch.float32 and triton_runs(device):
+        return "triton"
     return "torch"
 
 
