@@ -33,6 +33,7 @@ REQUIRED = {
 }
 OPTIONAL = {
     "torch.ops.mkldnn._linear_pointwise": "oneDNN's product (falls back to torch.mm)",
+    "torch.ops.mkldnn._reorder_linear_weight": "a weight packed once for oneDNN's per-step product",
 }
 
 
@@ -82,7 +83,9 @@ def onednn_linear_available(dtype: torch.dtype = torch.float32) -> bool:
     if not torch.backends.mkldnn.is_available() or missing_names(OPTIONAL):
         return False
     try:
-        onednn_product(torch.ones(2, 3, dtype=dtype), torch.ones(4, 3, dtype=dtype))
+        weight = torch.ones(4, 3, dtype=dtype)
+        onednn_product(torch.ones(2, 3, dtype=dtype), weight)
+        onednn_product(torch.ones(2, 3, dtype=dtype), onednn_packed_weight(weight, rows=2))
     except RuntimeError:
         return False
     return True
@@ -92,3 +95,12 @@ def onednn_product(x: Tensor, weight: Tensor) -> Tensor:
     """``x [..., K] @ weight[M, K]^T`` by oneDNN (float32 or bfloat16 CPU tensors)."""
     # The resolved overload: calling the op packet costs microseconds per step of a loop.
     return torch.ops.mkldnn._linear_pointwise.default(x, weight, None, "none", [], "")
+
+
+def onednn_packed_weight(weight: Tensor, rows: int) -> Tensor:
+    """``weight [M, K]`` reordered once into oneDNN's blocked layout for products of ``rows``
+    rows: an opaque tensor that only :func:`onednn_product` reads (no autograd). A loop that
+    multiplies by the same weight every step then skips the reorder that each call of
+    :func:`onednn_product` with a plain weight does.
+    """
+    return torch.ops.mkldnn._reorder_linear_weight.default(weight.contiguous(), rows)

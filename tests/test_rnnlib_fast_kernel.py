@@ -227,6 +227,8 @@ def test_product_routes_agree(rows, directions):
         with products.force_route(route):
             product = products.RecurrentProduct(weight, rows)
         assert product.use_onednn == (route == "onednn")
+        if product.use_onednn:  # packed once, in oneDNN's own layout
+            assert all(w.is_mkldnn and w.shape == weight.shape[1:] for w in product.weights)
         got = out.clone()
         product.add_into(got, x)
         torch.testing.assert_close(got, expected)
@@ -255,7 +257,7 @@ def test_bfloat16_products_add_into_float32_on_every_route(rows, directions):
 
 @pytest.mark.parametrize("norm", [False, True])
 def test_many_rows_float32_matches_reference(norm):
-    """Batches above the oneDNN row limit run as row blocks."""
+    """A batch of 20 rows: one product per step with the weight packed for 20 rows."""
     inputs = recurrence_inputs(torch.float32, batch=20, lengths=[23] * 10 + [9] * 10, drop=True)
     fast = outputs_and_grads(ligru_recurrence, *inputs, "relu", norm)
     reference = outputs_and_grads(ligru_recurrence_reference, *inputs, "relu", norm)

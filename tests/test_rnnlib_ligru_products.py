@@ -66,7 +66,7 @@ def test_float64_and_autocast_keep_torch_route():
 @pytest.mark.parametrize(
     ("vendor", "avx512", "deterministic", "expected"),
     [
-        ("AuthenticAMD", True, False, "blas"),
+        ("AuthenticAMD", True, False, "onednn"),
         ("AuthenticAMD", False, False, "blas"),
         ("GenuineIntel", True, False, "blas"),
         ("unknown", False, False, "blas"),
