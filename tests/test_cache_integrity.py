@@ -86,7 +86,7 @@ def _write_first_format_cache(cfg: dict, reference) -> Path:
     folder.mkdir(parents=True)
     for name, split in reference.splits.items():
         feats = list(split.feats)
-        blob = {"utt_ids": split.utt_ids, "dim": 40, "lengths": [len(f) for f in feats],
+        blob = {"utt_ids": list(split.utt_ids), "dim": 40, "lengths": [len(f) for f in feats],
                 "data": torch.cat(feats)}  # fmt: skip
         torch.save(blob, folder / f"{name}.pt")
         (folder / f"{name}.pt.sha256.json").write_text("{}")

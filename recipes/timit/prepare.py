@@ -17,11 +17,12 @@ import torch
 from recipes.timit.builtin.generate import GeneratorParams, ensure_builtin_corpus
 from recipes.timit.corpus import CorpusError, Utterance, read_timit_report, summary
 from recipes.timit.phones import phone_set
+from recipes.toolkit.data.child_process import in_child_process
 from recipes.toolkit.data.feature_config import SAMPLE_RATE, FeatureConfig
 from recipes.toolkit.data.feature_store import moments
 from recipes.toolkit.data.features import normalize
 from recipes.toolkit.data.features import prepare_features as compute_or_load
-from recipes.toolkit.data.packed import PackedLists
+from recipes.toolkit.data.packed import PackedLists, PackedStrings
 from recipes.toolkit.data.prepared import PreparedCorpus, PreparedSplit
 from recipes.toolkit.data.segments import frame_segments
 
@@ -74,7 +75,18 @@ def prepare_corpus(
     featurise (cached) and normalise the corpus described by the ``data``/``features`` configs.
 
     Global normalisation uses ``stats`` (mean, std) when given (a checkpoint's own: evaluation
-    must not depend on the training split at hand), else the training split's."""
+    must not depend on the training split at hand), else the training split's. The work runs in
+    a child process (:func:`~recipes.toolkit.data.child_process.in_child_process`): what the
+    reader leaves in Python's heap stays there, and this process gets the packed result."""
+    return in_child_process(_prepare_corpus, data, features, num_workers, stats)
+
+
+def _prepare_corpus(
+    data: Mapping,
+    features: Mapping,
+    num_workers: int,
+    stats: tuple[torch.Tensor, torch.Tensor] | None,
+) -> PreparedCorpus:
     name = _get(data, "name", "timit")
     if _get(data, "root") in (None, "???"):
         raise ValueError("data.root is not set: use data=timit data.root=/path/to/TIMIT")
@@ -109,8 +121,8 @@ def prepare_corpus(
         feats = raw[split]
         speakers = [u.speaker for u in utts]
         prepared[split] = PreparedSplit(
-            utt_ids=[u.utt_id for u in utts],
-            speakers=speakers,
+            utt_ids=PackedStrings.of(u.utt_id for u in utts),
+            speakers=PackedStrings.of(speakers),
             feats=normalize(feats, speakers, cfg.normalization, stats),
             phones=PackedLists.of_symbols([[p for p in u.phones if p != "q"] for u in utts]),
             segments=PackedLists.of_segments(
@@ -122,7 +134,7 @@ def prepare_corpus(
             times=PackedLists.of_segments(
                 [[(a / SAMPLE_RATE, b / SAMPLE_RATE, p) for a, b, p in u.segments] for u in utts]
             ),
-            wavs=[str(u.wav) for u in utts],
+            wavs=PackedStrings.of(str(u.wav) for u in utts),
         )
     return PreparedCorpus(
         splits=prepared,

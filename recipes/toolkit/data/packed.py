@@ -1,20 +1,28 @@
-"""Per-utterance lists of symbols or segments, packed into flat numpy columns.
+"""Per-utterance lists of symbols or segments, and per-utterance strings, packed into flat
+numpy columns.
 
 A corpus of 100 hours has over 100,000 utterances; as Python lists of tuples their phone
 segments alone would take about 5 KB each. Packed, a segment costs 20 bytes (two 64-bit bounds
 and a 32-bit symbol index) and an utterance 8 more (its offset): the lists are rebuilt, as plain
 Python values, only for the utterance that is asked for.
 
+Strings kept per utterance (ids, speakers, audio paths) are packed too (:class:`PackedStrings`):
+as Python strings made while the corpus is read, each would pin the allocator's block of memory
+it lands in among the reader's freed temporaries (measured: 73 MiB of a 7504-utterance corpus's
+reading kept resident for 1.3 MiB of live strings).
+
 >>> segments = PackedLists.of_segments([[(0, 4, "h#"), (4, 9, "aa")], [(0, 2, "h#")]])
 >>> len(segments), segments[0], segments[-1]
 (2, [(0, 4, 'h#'), (4, 9, 'aa')], [(0, 2, 'h#')])
 >>> PackedLists.of_symbols([["h#", "aa"], []]).subset([1, 0])[1]
 ['h#', 'aa']
+>>> PackedStrings.of(["fadg0_sa1", "mdab0_sx49"]).subset([1])[0]
+'mdab0_sx49'
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -92,6 +100,58 @@ class PackedLists(Sequence[list]):
         starts = None if self.starts is None else self.starts[rows]
         ends = None if self.ends is None else self.ends[rows]
         return PackedLists(self.symbols, self.ids[rows], offsets, starts, ends)
+
+
+class PackedStrings(Sequence[str]):
+    """Strings in one UTF-8 buffer with their offsets; each is decoded when asked for.
+
+    Args:
+        data: every string's UTF-8 bytes, one after another (``uint8``).
+        offsets: ``len + 1`` byte positions: string ``i`` is ``data[offsets[i]:offsets[i + 1]]``.
+
+    >>> ids = PackedStrings.of(["a", "bé", ""])
+    >>> len(ids), ids[1], ids[-1], list(ids) == ["a", "bé", ""], ids == ["a", "bé", ""]
+    (3, 'bé', '', True, True)
+    """
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray):
+        self.data, self.offsets = data, offsets
+
+    @classmethod
+    def of(cls, strings: Iterable[str]) -> PackedStrings:
+        """Pack ``strings`` (any iterable of ``str``)."""
+        encoded = [s.encode("utf-8") for s in strings]
+        data = np.frombuffer(b"".join(encoded), np.uint8).copy()
+        return cls(data, _offsets(encoded))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"string {i} of {len(self)}")
+        return self.data[int(self.offsets[i]) : int(self.offsets[i + 1])].tobytes().decode()
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (PackedStrings, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to lists, so unhashable as they are
+
+    def __repr__(self) -> str:
+        return f"PackedStrings({list(self)!r})"
+
+    def subset(self, keep: Sequence[int]) -> PackedStrings:
+        """The strings at positions ``keep``, in that order."""
+        return PackedStrings.of(self[i] for i in keep)
 
 
 def _offsets(lists: Sequence[Sequence]) -> np.ndarray:

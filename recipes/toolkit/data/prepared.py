@@ -27,8 +27,8 @@ from recipes.toolkit.data.packed import subset
 class PreparedSplit:
     """Features and transcriptions of one split, in the corpus's own symbols."""
 
-    utt_ids: list[str]
-    speakers: list[str]
+    utt_ids: Sequence[str]  # a list, or packed (PackedStrings) by a corpus reader
+    speakers: Sequence[str]
     feats: Sequence[torch.Tensor]  # [T, F] float32, normalised (a FeatureStore or a list)
     phones: Sequence[list[str]]  # transcription (before the task's label maps)
     segments: Sequence[list[tuple[int, int, str]]]  # frame segments of the transcription
@@ -55,8 +55,8 @@ class PreparedSplit:
         ['b']
         """
         return PreparedSplit(
-            utt_ids=[self.utt_ids[i] for i in keep],
-            speakers=[self.speakers[i] for i in keep],
+            utt_ids=subset(self.utt_ids, keep),
+            speakers=subset(self.speakers, keep),
             feats=subset(self.feats, keep),
             phones=subset(self.phones, keep),
             segments=subset(self.segments, keep),
