@@ -175,3 +175,32 @@ def test_the_child_dies_with_a_killed_parent(tmp_path):
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(child), "the child outlived its SIGKILLed parent"
+
+
+OPENMP = textwrap.dedent(
+    """
+    import torch
+    from recipes.toolkit.data.child_process import in_child_process
+
+    torch.set_num_threads(2)
+    big = torch.arange(4_000_000, dtype=torch.float64)
+    print(float(big.sin().sum()))  # this process's OpenMP team now exists
+
+    def parallel_work():
+        return float(big.sin().sum()), int(torch.searchsorted(big, big[::7].contiguous()).sum())
+
+    print(in_child_process(parallel_work))
+    """
+)
+
+
+def test_torch_in_the_child_after_the_parent_ran_openmp():
+    """Without one thread in the child, its first parallel region waits for a team that the
+    fork did not copy (measured: a hang in ``gomp_team_barrier_wait_end``)."""
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    done = subprocess.run([sys.executable, "-c", OPENMP], capture_output=True, text=True,
+                          env=env, timeout=120, check=True)  # fmt: skip
+    here, child = done.stdout.splitlines()
+    child_sum, found = eval(child)  # a tuple of two numbers
+    assert child_sum == pytest.approx(float(here), rel=1e-9)  # one thread sums in another order
+    assert found == sum(range(0, 4_000_000, 7))

@@ -11,9 +11,11 @@ file's path), so its memory no longer grows with the corpus.
 What the child logs is sent back and handled by this process's loggers, so a run's log file and
 pytest's ``caplog`` see it as if it ran here; an exception raised in the child is raised here,
 with the child's traceback added as a note. The child dies with this process (a run killed with
-``SIGKILL`` leaves no orphan behind holding the feature cache's lock). Where no child can be
-forked (not Linux, or inside a daemonic process, which may not have children) the function runs
-in this process.
+``SIGKILL`` leaves no orphan behind holding the feature cache's lock), and runs torch on one
+thread: OpenMP's thread team does not survive a fork, and the first parallel region would wait
+for it forever (the reader's work is light; feature workers are processes of their own).
+Where no child can be forked (not Linux, or inside a daemonic process, which may not have
+children) the function runs in this process.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import TypeVar
+
+import torch
 
 T = TypeVar("T")
 
@@ -108,6 +112,7 @@ def _die_with_parent(parent: int) -> None:
 
 def _child_main(parent: int, sender: Connection, fn: Callable, args: tuple, kwargs: dict) -> None:
     _die_with_parent(parent)
+    torch.set_num_threads(1)  # no OpenMP region: the parent's thread team is not here
     logging.getLogger().handlers = [_PipeHandler(sender)]
     try:
         message = ("result", fn(*args, **kwargs))
