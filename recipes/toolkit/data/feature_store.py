@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recipes.toolkit.data.packed import position
+
 DTYPE = np.dtype("<f4")  # little-endian float32, whatever the host
 
 
@@ -98,10 +100,7 @@ class FeatureStore(Sequence[Tensor]):
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"item {i} of a store of {len(self)}")
+        i = position(i, len(self), "item of a store")
         start = int(self._starts[i])
         x = torch.from_numpy(np.array(self._data[start : start + int(self._lengths[i])]))
         return self.normalize_item(i, x)

@@ -27,7 +27,41 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 
 
-class PackedLists(Sequence[list]):
+class _Packed(Sequence):
+    """A sequence whose item ``i`` is built from ``offsets[i]:offsets[i + 1]`` of flat columns."""
+
+    offsets: np.ndarray
+    what = "item"
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self._item(position(i, len(self), self.what))
+
+    def __iter__(self) -> Iterator:
+        return (self[i] for i in range(len(self)))
+
+    def _item(self, i: int):
+        raise NotImplementedError
+
+
+def position(i: int, length: int, what: str = "item") -> int:
+    """``i`` as a position in ``range(length)`` (negative: from the end), or an IndexError.
+
+    >>> position(-1, 3)
+    2
+    """
+    if i < 0:
+        i += length
+    if not 0 <= i < length:
+        raise IndexError(f"{what} {i} of {length}")
+    return i
+
+
+class PackedLists(_Packed):
     """Lists of symbols, or of ``(start, end, symbol)`` segments, one list per utterance.
 
     Args:
@@ -68,24 +102,14 @@ class PackedLists(Sequence[list]):
         return cls(list(table), np.asarray(ids, np.int32), _offsets(lists),
                    column[:, 0].copy(), column[:, 1].copy())  # fmt: skip
 
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
+    what = "list"
 
-    def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"list {i} of {len(self)}")
+    def _item(self, i: int) -> list:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         symbols = [self.symbols[k] for k in self.ids[a:b].tolist()]
         if self.starts is None:
             return symbols
         return list(zip(self.starts[a:b].tolist(), self.ends[a:b].tolist(), symbols, strict=True))
-
-    def __iter__(self) -> Iterator[list]:
-        return (self[i] for i in range(len(self)))
 
     def subset(self, keep: Sequence[int]) -> PackedLists:
         """The lists at positions ``keep``, in that order."""
@@ -102,7 +126,7 @@ class PackedLists(Sequence[list]):
         return PackedLists(self.symbols, self.ids[rows], offsets, starts, ends)
 
 
-class PackedStrings(Sequence[str]):
+class PackedStrings(_Packed):
     """Strings in one UTF-8 buffer with their offsets; each is decoded when asked for.
 
     Args:
@@ -124,20 +148,10 @@ class PackedStrings(Sequence[str]):
         data = np.frombuffer(b"".join(encoded), np.uint8).copy()
         return cls(data, _offsets(encoded))
 
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
+    what = "string"
 
-    def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"string {i} of {len(self)}")
+    def _item(self, i: int) -> str:
         return self.data[int(self.offsets[i]) : int(self.offsets[i + 1])].tobytes().decode()
-
-    def __iter__(self) -> Iterator[str]:
-        return (self[i] for i in range(len(self)))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (PackedStrings, list, tuple)):
