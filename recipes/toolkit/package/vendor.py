@@ -39,6 +39,7 @@ MODULES: dict[str, str] = {
     "recipes.toolkit.data.fbank": "fbank",
     "recipes.toolkit.data.feature_config": "feature_config",
     "recipes.toolkit.data.feature_store": "feature_store",
+    "recipes.toolkit.data.packed": "packed",  # feature_store's index check (numpy only)
     "recipes.toolkit.data.segments": "segments",
     "recipes.toolkit.ctc.decoding": "ctc_decoding",
     "recipes.toolkit.framewise.viterbi": "viterbi",
