@@ -11,7 +11,7 @@ The rule, from ``scripts/bench_rnn.py`` runs with both routes forced (``ligru@on
 - float32 on AMD CPUs with AVX-512 (Zen 4): oneDNN, with the recurrent weight packed once per
   loop (:class:`RecurrentProduct`). Measured with the locked torch 2.14.1 on a Zen 4 AMD EPYC
   (family 25, 2 threads): the per-step product ``[8, 512] x [512, 1024]`` took 61 us against
-  MKL's 125 us, and the whole layer step 15-25% less time in every row (S and M, training and
+  MKL's 125 us, and the whole layer step 7-27% less time in every row (S and M, training and
   inference). Unpacked, oneDNN reordered the weight at every call and was 4-13% slower than MKL.
 - float32 elsewhere: MKL. Measured only with oneDNN's unpacked product: on an Intel Xeon
   (AVX-512, AMX) it lost up to 40% on the per-step product; on a first-generation AMD EPYC
