@@ -233,6 +233,9 @@ def test_product_routes_agree(rows, directions):
         product.add_into(got, x)
         torch.testing.assert_close(got, expected)
         torch.testing.assert_close(product(x), x @ weight.transpose(1, 2))
+        buffer = torch.full_like(out, float("nan"))  # overwritten, never read
+        assert product.into(buffer, x) is buffer
+        assert torch.equal(buffer, product(x))  # the same bits as a fresh result
 
 
 @pytest.mark.parametrize("rows", [3, 20])
@@ -251,6 +254,8 @@ def test_bfloat16_products_add_into_float32_on_every_route(rows, directions):
         got = out.clone()
         product.add_into(got, x)
         assert got.dtype == torch.float32
+        buffer = torch.full_like(out, float("nan"))
+        assert torch.equal(product.into(buffer, x), product(x).float())  # rounded once
         # the product is rounded to bfloat16 once (8 bits), then added in float32
         torch.testing.assert_close(got.double(), expected, rtol=0, atol=0.02 * expected.abs().max())
 

@@ -321,10 +321,11 @@ def _forward_loop(
     c = torch.empty_like(z)
     new = torch.empty_like(z) if valid is not None else None
     norm_shape = (2 * hidden,)
+    u = states.new_empty(gates[:, 0].shape) if recurrent_norm else None  # the norm's input
     for t, g in enumerate(gate_steps):
         h_prev, h_next = state_steps[t], state_steps[t + 1]
         if recurrent_norm:
-            u = product(h_prev).to(g.dtype)  # the norm in the states' precision
+            product.into(u, h_prev)  # in the states' precision, for the norm
             g.add_(native_layer_norm(u, norm_shape, LAYER_NORM_EPS)[0])
         else:
             product.add_into(g, h_prev)
