@@ -12,6 +12,8 @@ which resolves once :func:`register_resolvers` has run (each entry point calls i
 
 >>> register_resolvers()
 >>> from omegaconf import OmegaConf
+
+from recipes.toolkit.run.run_dir import claim_run_dir
 >>> OmegaConf.create({"path": "${shared_conf:}"}).path == str(SHARED_CONF)
 True
 """
@@ -20,9 +22,13 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from recipes.toolkit.run.run_dir import claim_run_dir
+
 SHARED_CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def register_resolvers() -> None:
-    """Register ``${shared_conf:}`` (the absolute path of the shared ``conf/``); idempotent."""
+    """Register ``${shared_conf:}`` (the absolute path of the shared ``conf/``) and
+    ``${new_run_dir:<parent>}`` (:func:`recipes.toolkit.run.run_dir.claim_run_dir`); idempotent."""
     OmegaConf.register_new_resolver("shared_conf", lambda: str(SHARED_CONF), replace=True)
+    OmegaConf.register_new_resolver("new_run_dir", claim_run_dir, replace=True)
