@@ -13,10 +13,12 @@ The rule, from ``scripts/bench_rnn.py`` runs with both routes forced (``ligru@on
   (family 25, 2 threads): the per-step product ``[8, 512] x [512, 1024]`` took 61 us against
   MKL's 125 us, and the whole layer step 7-27% less time in every row (S and M, training and
   inference). Unpacked, oneDNN reordered the weight at every call and was 4-13% slower than MKL.
-- float32 elsewhere: MKL. Measured only with oneDNN's unpacked product: on an Intel Xeon
-  (AVX-512, AMX) it lost up to 40% on the per-step product; on a first-generation AMD EPYC
-  (AVX2 only) the whole S training step took 356 ms against MKL's 283 ms. ``ligru@onednn``
-  against ``ligru@blas`` in ``scripts/bench_rnn.py`` is the measurement that would move them.
+- float32 elsewhere: MKL. On an Intel Xeon (AVX-512, AMX; 2 threads) packed oneDNN lost to
+  MKL at S (LiGRU training 0.45x GRU against 0.34x, inference 0.74x against 0.53x; SLi-GRU
+  0.55x / 0.91x against 0.46x / 0.71x) and tied at M (within 8%, either way). On a
+  first-generation AMD EPYC (AVX2 only) oneDNN was measured only unpacked: the whole S
+  training step took 356 ms against MKL's 283 ms. ``ligru@onednn`` against ``ligru@blas`` in
+  ``scripts/bench_rnn.py`` is the measurement that would move a CPU.
 - bfloat16 (autocast's dtype for the per-step product): oneDNN wherever it has a kernel.
 - Under ``torch.use_deterministic_algorithms(True)`` (Lightning's ``deterministic: true``) and
   wherever oneDNN cannot run the dtype: MKL / ``torch.mm``.
