@@ -12,8 +12,6 @@ which resolves once :func:`register_resolvers` has run (each entry point calls i
 
 >>> register_resolvers()
 >>> from omegaconf import OmegaConf
-
-from recipes.toolkit.run.run_dir import claim_run_dir
 >>> OmegaConf.create({"path": "${shared_conf:}"}).path == str(SHARED_CONF)
 True
 """
