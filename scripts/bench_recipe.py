@@ -16,16 +16,24 @@ another multiple of the layer).
 
 A type ``<name>@packed`` (``lstm@packed``, ``gru@packed``, ``rnn@packed``) runs that recogniser
 with its encoder routed through the packed path rnnlib took before (``pack_padded_sequence``
-through its ``torch.nn`` module): before and after in one process.
+through its ``torch.nn`` module): before and after in one process. A ``+bf16`` suffix
+(``ligru+bf16``, ``lstm@packed+bf16``) steps as ``trainer.precision=bf16-mixed`` does: the
+forward pass and the loss under ``torch.autocast("cpu", torch.bfloat16)``, backward and the
+optimizer outside it (its bare-layer step under the same autocast). ``--baseline`` names the
+type every ratio is to (default ``gru``, in float32); the CRDNN presets need another, since
+their ``rnn`` keys (``nonlinearity``, ``normalization``) do not fit a GRU.
 
     python scripts/bench_recipe.py --threads 2 --steps 10 --json bench_recipe.json
     python scripts/bench_recipe.py --types lstm lstm@packed --corpus-overrides data.max_frames=2000
+    python scripts/bench_recipe.py --baseline ligru --types ligru+bf16 --steps 4 \
+        --corpus-overrides experiment=speechbrain_crdnn_ligru   # the CRDNN preset, both precisions
 
 The corpus is generated (once) under ``--data-dir`` (default: ``$RNNLIB_DATA_DIR``, else the
 repository's ``data/``), as the recipe does.
 """
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -55,17 +63,26 @@ from recipes.toolkit.workflow import build_recognizer
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_CONF = REPO / "recipes" / "timit" / "conf"
-BASELINE = "gru"
+BASELINE = "gru"  # the default --baseline
 TYPES = ("gru", "rnn", "lstm", "ligru", "sligru")
 PACKED = "packed"  # the suffix of a type run through the packed route
+BF16 = "+bf16"  # the suffix of a type stepped as trainer.precision=bf16-mixed does
 
 
 def split_type(name: str) -> tuple[str, bool]:
-    """``"lstm@packed"`` -> ``("lstm", True)``; ``"lstm"`` -> ``("lstm", False)``."""
-    base, _, route = name.partition("@")
+    """``"lstm@packed"`` -> ``("lstm", True)``; ``"lstm"`` -> ``("lstm", False)``; a ``+bf16``
+    suffix is part of neither (``"lstm@packed+bf16"`` -> ``("lstm", True)``)."""
+    base, _, route = name.removesuffix(BF16).partition("@")
     if route not in ("", PACKED):
         raise ValueError(f"unknown route {route!r} in {name!r} (only @{PACKED})")
     return base, route == PACKED
+
+
+def precision_context(name: str) -> contextlib.AbstractContextManager:
+    """CPU bfloat16 autocast for a ``+bf16`` type (as Lightning's ``bf16-mixed``), else nothing."""
+    if name.endswith(BF16):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def compose_config(rnn: str, overrides: list[str], data_dir: Path) -> DictConfig:
@@ -111,10 +128,16 @@ class Runner:
         self.clip = cfg.trainer.get("gradient_clip_val")
         self.parameters = sum(p.numel() for p in self.module.parameters())
         self.skipped = 0
+        self.name = name
+
+    def precision(self) -> contextlib.AbstractContextManager:
+        """The autocast this type steps under (``+bf16``), else nothing."""
+        return precision_context(self.name)
 
     def step(self, batch: dict, index: int) -> float | None:
         """One step; the loss, or ``None`` for a skipped step (non-finite loss)."""
-        loss = self.module.training_step(batch, index)
+        with self.precision():  # forward and loss only, as Lightning's mixed precision
+            loss = self.module.training_step(batch, index)
         if loss is None:  # a non-finite loss: the recipe skips the step
             self.skipped += 1
             return None
@@ -140,12 +163,12 @@ def training_batches(datamodule: SpeechDataModule, count: int) -> list[dict]:
 
 def bench(args: argparse.Namespace) -> dict:
     """Seconds per step of every type on the same batches, and what the batches hold."""
-    types = [BASELINE] + [t for t in args.types if t != BASELINE]
+    types = [args.baseline] + [t for t in args.types if t != args.baseline]
     for name in types:
         split_type(name)
     data_dir = Path(args.data_dir).resolve()
     configs = {n: compose_config(split_type(n)[0], args.corpus_overrides, data_dir) for n in types}
-    first = configs[BASELINE]
+    first = configs[args.baseline]
     datamodule = recipe_datamodule(first)
     datamodule.load()
     batches = training_batches(datamodule, args.steps)
@@ -161,7 +184,8 @@ def bench(args: argparse.Namespace) -> dict:
         warnings.filterwarnings("ignore", message=".*self.log.*")  # no Trainer to log to
         for runner in runners.values():  # warm-up: allocations, kernel set-up
             runner.step(batches[0], 0)
-            bare_layer_step(runner.module.model.encoder, torch.randn_like(batches[0]["feats"]))
+            with runner.precision():
+                bare_layer_step(runner.module.model.encoder, torch.randn_like(batches[0]["feats"]))
         for index, batch in enumerate(batches):
             x = torch.randn_like(batch["feats"])  # the batch's shape, no lengths: bench_rnn's
             for name, runner in runners.items():
@@ -169,13 +193,14 @@ def bench(args: argparse.Namespace) -> dict:
                 runner.step(batch, index)
                 seconds[name].append(time.perf_counter() - start)
                 start = time.perf_counter()
-                bare_layer_step(runner.module.model.encoder, x)
+                with runner.precision():
+                    bare_layer_step(runner.module.model.encoder, x)
                 bare[name].append(time.perf_counter() - start)
             done = ", ".join(f"{name} {seconds[name][-1] * 1e3:.0f}" for name in types)
             print(f"batch {index + 1}/{len(batches)} ms: {done}", file=sys.stderr, flush=True)
     frames = sum(int(batch["lengths"].sum()) for batch in batches)
     padded = sum(batch["feats"].shape[0] * batch["feats"].shape[1] for batch in batches)
-    base = sum(seconds[BASELINE])
+    base = sum(seconds[args.baseline])
     results = {}
     for name in types:
         total = sum(seconds[name])
@@ -183,7 +208,7 @@ def bench(args: argparse.Namespace) -> dict:
             "ms_per_step": total / len(batches) * 1e3,
             "median_ms": statistics.median(seconds[name]) * 1e3,
             "frames_per_s": frames / total,
-            "x_gru": total / base,
+            "x_baseline": total / base,
             "bare_layer_ms": sum(bare[name]) / len(batches) * 1e3,
             "x_bare_layer": total / sum(bare[name]),
             "step_ms": [s * 1e3 for s in seconds[name]],
@@ -191,6 +216,7 @@ def bench(args: argparse.Namespace) -> dict:
             "skipped_steps": runners[name].skipped,
         }
     return {
+        "baseline": args.baseline,
         "threads": args.threads,
         "steps": len(batches),
         "overrides": list(args.corpus_overrides),
@@ -209,12 +235,12 @@ def format_table(table: dict) -> str:
         f"{table['steps']} training batches ({batches['frames']} frames, "
         f"{batches['padded_frames']} with padding; sizes {batches['sizes']}), "
         f"{table['threads']} threads",
-        f"{'rnn=':14} {'ms/step':>9} {'median':>9} {'x gru':>6} {'frames/s':>9} {'params':>9} "
-        f"{'layer ms':>9} {'x layer':>8}",
+        f"{'rnn=':14} {'ms/step':>9} {'median':>9} {'x ' + table['baseline']:>8} "
+        f"{'frames/s':>9} {'params':>9} {'layer ms':>9} {'x layer':>8}",
     ]
     for name, row in table["results"].items():
         lines.append(
-            f"{name:14} {row['ms_per_step']:9.1f} {row['median_ms']:9.1f} {row['x_gru']:6.2f} "
+            f"{name:14} {row['ms_per_step']:9.1f} {row['median_ms']:9.1f} {row['x_baseline']:8.2f} "
             f"{row['frames_per_s']:9.0f} {row['parameters']:9d} {row['bare_layer_ms']:9.1f} "
             f"{row['x_bare_layer']:8.2f}"
         )
@@ -223,7 +249,12 @@ def format_table(table: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--types", nargs="+", default=list(TYPES), help="gru is added")
+    parser.add_argument("--types", nargs="+", default=list(TYPES), help="the baseline is added")
+    parser.add_argument(
+        "--baseline",
+        default=BASELINE,
+        help="the type every ratio is to (ligru where the overrides do not fit a gru)",
+    )
     parser.add_argument("--steps", type=int, default=10, help="timed batches per type")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(

@@ -27,13 +27,14 @@ def load_bench():
 def test_table_has_every_type_on_the_same_batches_with_ratios_to_gru(tmp_path):
     bench = load_bench()
     out = tmp_path / "bench.json"
-    argv = ["--types", "lstm", "lstm@packed", "ligru", "--steps", "2", "--threads", "1"]
+    argv = ["--types", "lstm", "lstm@packed", "ligru", "ligru+bf16", "--steps", "2"]
+    argv += ["--threads", "1"]
     argv += ["--data-dir", str(tmp_path / "data"), "--json", str(out)]
     bench.main([*argv, "--corpus-overrides", *TINY_CORPUS])
     table = json.loads(out.read_text())
     rows = table["results"]
-    assert list(rows) == ["gru", "lstm", "lstm@packed", "ligru"]
-    assert table["steps"] == 2 and table["threads"] == 1
+    assert list(rows) == ["gru", "lstm", "lstm@packed", "ligru", "ligru+bf16"]
+    assert table["baseline"] == "gru" and table["steps"] == 2 and table["threads"] == 1
     batches = table["batches"]
     assert len(batches["sizes"]) == 2 and 0 < batches["frames"] <= batches["padded_frames"]
     for row in rows.values():
@@ -42,14 +43,39 @@ def test_table_has_every_type_on_the_same_batches_with_ratios_to_gru(tmp_path):
         assert row["median_ms"] > 0 and row["skipped_steps"] == 0
         seconds = row["ms_per_step"] * 2 / 1e3
         assert row["frames_per_s"] * seconds == pytest.approx(batches["frames"])
-        assert row["x_gru"] == pytest.approx(row["ms_per_step"] / rows["gru"]["ms_per_step"])
+        assert row["x_baseline"] == pytest.approx(row["ms_per_step"] / rows["gru"]["ms_per_step"])
         assert row["bare_layer_ms"] > 0
         assert row["x_bare_layer"] == pytest.approx(row["ms_per_step"] / row["bare_layer_ms"])
-    assert rows["gru"]["x_gru"] == 1.0
+    assert rows["gru"]["x_baseline"] == 1.0
     # The overrides reached every model (2 x 16 units, not 3 x 256); the packed run is the same
     # model on another route.
     assert all(row["parameters"] < 50_000 for row in rows.values())
     assert rows["lstm@packed"]["parameters"] == rows["lstm"]["parameters"]
+    assert rows["ligru+bf16"]["parameters"] == rows["ligru"]["parameters"]
+
+
+def test_baseline_is_any_type_and_every_ratio_is_to_it(tmp_path):
+    bench = load_bench()
+    argv = ["--baseline", "ligru", "--types", "ligru+bf16", "--steps", "1", "--threads", "1"]
+    argv += ["--data-dir", str(tmp_path / "data"), "--corpus-overrides", *TINY_CORPUS]
+    table = bench.main(argv)
+    rows = table["results"]
+    assert table["baseline"] == "ligru" and list(rows) == ["ligru", "ligru+bf16"]
+    assert rows["ligru"]["x_baseline"] == 1.0
+    ratio = rows["ligru+bf16"]["ms_per_step"] / rows["ligru"]["ms_per_step"]
+    assert rows["ligru+bf16"]["x_baseline"] == pytest.approx(ratio)
+
+
+def test_bf16_type_steps_under_autocast_as_bf16_mixed():
+    bench = load_bench()
+    assert bench.split_type("lstm@packed+bf16") == ("lstm", True)
+    assert bench.split_type("ligru+bf16") == ("ligru", False)
+    layer = torch.nn.Linear(4, 4)
+    x = torch.randn(2, 4)
+    with bench.precision_context("ligru+bf16"):
+        assert layer(x).dtype == torch.bfloat16
+    with bench.precision_context("ligru"):
+        assert layer(x).dtype == torch.float32
 
 
 def test_packed_route_is_the_same_function_as_the_unpacked_one():
