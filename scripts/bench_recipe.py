@@ -130,6 +130,12 @@ class Runner:
         self.skipped = 0
         self.name = name
 
+    def layer_input(self, batch: dict) -> torch.Tensor:
+        """A random ``[batch, time, encoder inputs]`` of the batch's shape (no lengths, as
+        bench_rnn's); the encoder's inputs are the features, or a front end's outputs."""
+        size, time_steps = batch["feats"].shape[:2]
+        return torch.randn(size, time_steps, self.module.model.encoder.input_size)
+
     def precision(self) -> contextlib.AbstractContextManager:
         """The autocast this type steps under (``+bf16``), else nothing."""
         return precision_context(self.name)
@@ -185,10 +191,11 @@ def bench(args: argparse.Namespace) -> dict:
         for runner in runners.values():  # warm-up: allocations, kernel set-up
             runner.step(batches[0], 0)
             with runner.precision():
-                bare_layer_step(runner.module.model.encoder, torch.randn_like(batches[0]["feats"]))
+                bare_layer_step(runner.module.model.encoder, runner.layer_input(batches[0]))
         for index, batch in enumerate(batches):
-            x = torch.randn_like(batch["feats"])  # the batch's shape, no lengths: bench_rnn's
             for name, runner in runners.items():
+                torch.manual_seed(index)  # the same random layer input for every type
+                x = runner.layer_input(batch)
                 start = time.perf_counter()
                 runner.step(batch, index)
                 seconds[name].append(time.perf_counter() - start)

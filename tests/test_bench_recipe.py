@@ -66,6 +66,16 @@ def test_baseline_is_any_type_and_every_ratio_is_to_it(tmp_path):
     assert rows["ligru+bf16"]["x_baseline"] == pytest.approx(ratio)
 
 
+def test_bare_layer_takes_the_front_end_outputs_of_a_crdnn(tmp_path):
+    # The CRDNN's encoder reads the convolutions' channels x pooled bins, not the 40 features.
+    bench = load_bench()
+    crdnn = ["model=crdnn", "model.conv2d_channels=[3]", "model.dnn_sizes=[8]"]
+    argv = ["--baseline", "ligru", "--types", "ligru", "--steps", "1", "--threads", "1"]
+    argv += ["--data-dir", str(tmp_path / "data"), "--corpus-overrides", *TINY_CORPUS, *crdnn]
+    row = bench.main(argv)["results"]["ligru"]
+    assert row["bare_layer_ms"] > 0 and row["skipped_steps"] == 0
+
+
 def test_bf16_type_steps_under_autocast_as_bf16_mixed():
     bench = load_bench()
     assert bench.split_type("lstm@packed+bf16") == ("lstm", True)
