@@ -50,6 +50,8 @@ from omegaconf import DictConfig
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_rnn import BF16  # noqa: E402
+from bench_rnn import precision as autocast_for  # noqa: E402
 from bench_rnn import training_step as bare_layer_step  # noqa: E402
 
 from recipes.timit.data import timit_datamodule
@@ -66,7 +68,6 @@ TASK_CONF = REPO / "recipes" / "timit" / "conf"
 BASELINE = "gru"  # the default --baseline
 TYPES = ("gru", "rnn", "lstm", "ligru", "sligru")
 PACKED = "packed"  # the suffix of a type run through the packed route
-BF16 = "+bf16"  # the suffix of a type stepped as trainer.precision=bf16-mixed does
 
 
 def split_type(name: str) -> tuple[str, bool]:
@@ -76,13 +77,6 @@ def split_type(name: str) -> tuple[str, bool]:
     if route not in ("", PACKED):
         raise ValueError(f"unknown route {route!r} in {name!r} (only @{PACKED})")
     return base, route == PACKED
-
-
-def precision_context(name: str) -> contextlib.AbstractContextManager:
-    """CPU bfloat16 autocast for a ``+bf16`` type (as Lightning's ``bf16-mixed``), else nothing."""
-    if name.endswith(BF16):
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def compose_config(rnn: str, overrides: list[str], data_dir: Path) -> DictConfig:
@@ -137,8 +131,9 @@ class Runner:
         return torch.randn(size, time_steps, self.module.model.encoder.input_size)
 
     def precision(self) -> contextlib.AbstractContextManager:
-        """The autocast this type steps under (``+bf16``), else nothing."""
-        return precision_context(self.name)
+        """CPU bfloat16 autocast for a ``+bf16`` type (as Lightning's ``bf16-mixed``), else
+        nothing: bench_rnn's, whose ``+bf16`` suffix this is."""
+        return autocast_for(self.name, "cpu")
 
     def step(self, batch: dict, index: int) -> float | None:
         """One step; the loss, or ``None`` for a skipped step (non-finite loss)."""

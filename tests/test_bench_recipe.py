@@ -82,9 +82,9 @@ def test_bf16_type_steps_under_autocast_as_bf16_mixed():
     assert bench.split_type("ligru+bf16") == ("ligru", False)
     layer = torch.nn.Linear(4, 4)
     x = torch.randn(2, 4)
-    with bench.precision_context("ligru+bf16"):
+    with bench.autocast_for("ligru+bf16", "cpu"):
         assert layer(x).dtype == torch.bfloat16
-    with bench.precision_context("ligru"):
+    with bench.autocast_for("ligru", "cpu"):
         assert layer(x).dtype == torch.float32
 
 
