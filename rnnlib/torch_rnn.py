@@ -101,12 +101,16 @@ def run_stretches(
     step: Step, x: Tensor, state: State, stretches: list[tuple[int, int, int]]
 ) -> tuple[Tensor, State]:
     """Run ``step`` (a fused recurrence, batch first) stretch by stretch over ``x``, sorted
-    longest first: the output (zeros after each sequence's end) and each sequence's final state.
+    longest first and as long as the longest (the last stretch's stop): the output (zeros after
+    each sequence's end) and each sequence's final state.
     """
     batch = x.shape[0]
     outputs, ended = [], []
-    for i, (start, stop, count) in enumerate(stretches):
-        out, state = step(x[:count, start:stop], _rows(state, 0, count))
+    # One split, not a slice per stretch: a slice's backward writes its gradient into zeros of
+    # the whole input, so slicing would fill and add the whole input once per stretch.
+    pieces = x.split([stop - start for start, stop, _ in stretches], dim=1)
+    for i, ((_, _, count), piece) in enumerate(zip(stretches, pieces, strict=True)):
+        out, state = step(piece[:count], _rows(state, 0, count))
         outputs.append(out if count == batch else F.pad(out, (0, 0, 0, 0, 0, batch - count)))
         following = stretches[i + 1][2] if i + 1 < len(stretches) else 0
         ended.append(_rows(state, following, count))  # the sequences whose last frame is stop-1
