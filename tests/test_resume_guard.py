@@ -1,10 +1,12 @@
-"""Restarts in a run directory: the learning curves of the earlier starts stay in metrics.csv, and
-a restart with changed settings stops (naming them) instead of training on with the old ones."""
+"""Restarts in a run directory: the learning curves and the training time of the earlier starts
+stay in the run's records, and a restart with changed settings stops (naming them) instead of
+training on with the old ones."""
 
 from __future__ import annotations
 
 import csv
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -90,11 +92,20 @@ def test_a_checkpoint_without_run_config_is_checked_on_its_hyperparameters():
 
 
 @pytest.mark.slow
-def test_resumed_run_keeps_the_learning_curves_of_the_earlier_epochs(data_dir, tmp_path):
+def test_resumed_run_keeps_the_learning_curves_and_training_time_of_the_earlier_epochs(
+    data_dir, tmp_path
+):
     run_dir, reference = tmp_path / "resumed", tmp_path / "reference"
     run_entry("train", [*TINY, "trainer.max_epochs=2"], data_dir, run_dir)
+    first = results(run_dir)["train_seconds"]
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    carried = next(v["seconds"] for k, v in checkpoint["callbacks"].items() if "Clock" in k)
+    assert 0 < carried <= first
+    started = time.monotonic()
     done = run_entry("train", [*TINY, "trainer.max_epochs=3"], data_dir, run_dir)
+    wall = time.monotonic() - started
     assert "Restoring states from the checkpoint" in done.stdout + done.stderr
+    assert carried < results(run_dir)["train_seconds"] < carried + wall  # both starts, no more
     rows = _rows(run_dir / "csv" / "metrics.csv")
     for column in ("train_loss_epoch", "dev_per"):
         assert [r["epoch"] for r in rows if r[column]] == ["0", "1", "2"], column

@@ -9,7 +9,6 @@ reads the recogniser's class from the checkpoint, so one command serves every ta
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from recipes.toolkit.run.atomic import atomic_write_text
 from recipes.toolkit.run.resume import resume_checkpoint
 from recipes.toolkit.run.run_info import write_run_info
 from recipes.toolkit.run.trainer import build_trainer
+from recipes.toolkit.run.training_clock import TrainingClock
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,8 @@ def train_and_evaluate(
     if trainer.is_global_zero:
         write_run_info(run_dir)
         write_skipped(datamodule.load().skipped, run_dir)
-    started = time.time()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-    train_seconds = time.time() - started
+    clock = next(c for c in trainer.callbacks if isinstance(c, TrainingClock))
     checkpoint = trainer.checkpoint_callback.best_model_path or None
     best_score = trainer.checkpoint_callback.best_model_score
     results = {
@@ -109,7 +108,7 @@ def train_and_evaluate(
         "best_checkpoint": checkpoint,
         "best_dev_per": float(best_score) if best_score is not None else None,
         "epochs": trainer.current_epoch,
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(clock.seconds, 1),  # every start of the run
         "parameters": sum(p.numel() for p in module.parameters()),
         "eval": {},
     }
