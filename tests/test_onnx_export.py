@@ -182,6 +182,33 @@ def test_int8_onnx_follows_the_int8_torch_model(key):
         assert (got - exact).abs().max() > 1e-3  # quantised: not the float model's outputs
 
 
+@pytest.mark.parametrize("error", [1e-3, float("nan")])
+def test_check_names_where_the_graph_differs_and_a_nan_fails_it(monkeypatch, error):
+    """One output off (or NaN) at a valid frame: the export check fails and says where."""
+    model = AcousticModel(8, 5, {"name": "gru", "hidden_size": 4, "bidirectional": True})
+    proto = build_onnx(model)
+    real = onnxruntime.InferenceSession
+
+    class OneOutputOff:
+        def __init__(self, *args, **kwargs):
+            self.session = real(*args, **kwargs)
+
+        def get_inputs(self):
+            return self.session.get_inputs()
+
+        def run(self, names, feeds):
+            (out,) = self.session.run(names, feeds)
+            out = out.copy()
+            out[1, 4, 2] = error if np.isnan(error) else out[1, 4, 2] + error
+            return [out]
+
+    assert compare_with_torch(model, proto) < ATOL
+    monkeypatch.setattr(onnxruntime, "InferenceSession", OneOutputOff)
+    where = r"at lengths \[13, 29, 5\], sequence 1, frame 4, output 2 \(PyTorch -?\d"
+    with pytest.raises(ValueError, match=where):
+        compare_with_torch(model, proto)
+
+
 def test_int8_check_catches_a_graph_without_activation_quantisation(monkeypatch):
     quantized = quantize_int8(make_model("ligru-bi-batchnorm-tanh"))
 
