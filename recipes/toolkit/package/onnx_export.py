@@ -589,8 +589,9 @@ def _differences(model, reference, session, lengths, size, seed) -> tuple[float,
         full = (torch.from_numpy(got) - expected).abs().nan_to_num(nan=float("inf"))  # NaN fails
         full = torch.where(valid[..., None], full, 0.0)
         diff = full[valid]
-        if float(diff.max()) > worst:
-            worst = float(diff.max())
+        largest = float(diff.max())
+        if largest > worst:
+            worst = largest
             b, t, k = (int(i) for i in torch.unravel_index(full.argmax(), full.shape))
             where = (f"at lengths {list(batch_lengths)}, sequence {b}, frame {t}, output {k} "
                      f"(PyTorch {float(expected[b, t, k]):.6g}, seed {seed})")  # fmt: skip
