@@ -16,9 +16,9 @@ order of allocations more than on the layer: ``--allocator default`` measures th
 
 A type may name a route of the Light GRU: its CPU products, ``ligru@onednn`` and ``ligru@blas``,
 show what the fixed rule of ``rnnlib.ligru.products`` picks between (``--types torch.nn.LSTM
-ligru@onednn ligru@blas``); its loops over time, ``ligru@torch`` and ``ligru@triton``, what the
-rule of ``rnnlib.ligru.loop_route`` picks between on CUDA. A plain ``ligru`` takes the rules'
-routes.
+ligru@onednn ligru@blas``); its loops over time, ``ligru@torch``, ``ligru@cpp`` and
+``ligru@triton``, what the rule of ``rnnlib.ligru.loop_route`` picks between (Python or C++ loops
+on CPU, Triton on CUDA). A plain ``ligru`` takes the rules' routes.
 
 On CUDA every float32 product is IEEE float32 unless ``--tf32``: PyTorch lets cuDNN's GRU and LSTM
 use TF32 by default, so the baseline turns that off too (``torch.backends.cudnn.allow_tf32``,

@@ -251,6 +251,7 @@ def test_the_first_use_on_a_device_checks_the_kernels_once(monkeypatch, caplog):
 
 def test_the_rule_and_the_environment_variable(monkeypatch):
     monkeypatch.setattr(loop_route, "triton_runs", lambda device: True)
+    monkeypatch.setattr(loop_route, "cpp_runs", lambda: False)  # (tests/test_rnnlib_cpp_loops.py)
     with force_loop_route(None):
         assert loop_route.loop_route(torch.device("cpu"), torch.float32) == "torch"
         assert loop_route.loop_route(torch.device("cuda"), torch.float64) == "torch"

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from rnnlib.ligru import cpp_loops
 from rnnlib.ligru import loop_route as loops
 from rnnlib.ligru.layout import check_layout, output_from_states, states_from_output
 from rnnlib.ligru.masked_norm import frame_count, frame_statistics, normalise_backward, valid_frames
@@ -166,7 +167,7 @@ class _LiGRUFunction(torch.autograd.Function):
         states = h0.new_empty(directions, time + 1, rows, hidden)
         states[:, 0].copy_(h0)
         valid = _valid_steps(mask)
-        route = loops.loop_route(h0.device, h0.dtype)
+        route = loops.loop_route(h0.device, h0.dtype, product_dtype)
         if route == "triton":
             loops.triton_steps().forward_loop(
                 gates,
@@ -180,8 +181,9 @@ class _LiGRUFunction(torch.autograd.Function):
                 loops.TF32,
             )
         else:
+            loop = cpp_loops.extension().forward_loop if route == "cpp" else _forward_loop
             run_directions(
-                lambda part, gates=gates: _forward_loop(
+                lambda part, gates=gates: loop(
                     gates[part],
                     states[part],
                     weight_hh[part],
@@ -189,7 +191,7 @@ class _LiGRUFunction(torch.autograd.Function):
                     _part(drop_mask, part),
                     nonlinearity,
                     recurrent_norm,
-                    product_dtype,
+                    *([] if route == "cpp" else [product_dtype]),
                 ),
                 directions,
                 h0.device,
@@ -384,8 +386,9 @@ def _backward_loop(
         gates = normed.view(directions, time, batch, two_hidden)
         u_steps = u.view(directions, time, batch, two_hidden).unbind(1)
         # native_layer_norm_backward reads mean and rstd as contiguous: make each step so.
-        mean_steps = mean.view(directions, time, batch, 1).transpose(0, 1).contiguous().unbind(0)
-        rstd_steps = rstd.view(directions, time, batch, 1).transpose(0, 1).contiguous().unbind(0)
+        mean_by_step = mean.view(directions, time, batch, 1).transpose(0, 1).contiguous()
+        rstd_by_step = rstd.view(directions, time, batch, 1).transpose(0, 1).contiguous()
+        mean_steps, rstd_steps = mean_by_step.unbind(0), rstd_by_step.unbind(0)
     else:
         gates = u.view(directions, time, batch, two_hidden)
     if positive is None:
@@ -442,6 +445,21 @@ def _backward_loop(
                 rstd if recurrent_norm else None,
                 product_dtype,
                 loops.TF32,
+            )
+            continue
+        if route == "cpp":  # the loop below, in C++
+            dh, spare = cpp_loops.extension().backward_steps(
+                grad_gates,
+                zeta_chunk,
+                low_weight,
+                grad_out,
+                dh,
+                spare,
+                start,
+                end,
+                u.view(directions, time, batch, two_hidden) if recurrent_norm else None,
+                mean_by_step if recurrent_norm else None,
+                rstd_by_step if recurrent_norm else None,
             )
             continue
         zeta_steps = zeta_chunk.unbind(1)

@@ -1,18 +1,22 @@
-"""Which implementation runs the Light GRU's loops over time: PyTorch operators or Triton steps.
+"""Which implementation runs the Light GRU's loops over time: Python, C++ or Triton steps.
 
 - ``torch``: :func:`rnnlib.ligru.cpu_kernel._forward_loop` and its backward, a product and a few
-  element-wise operators per step; runs on every device.
+  element-wise operators per step, called from Python; runs on every device.
+- ``cpp``: the same operators in the same order called from C++ loops
+  (:mod:`rnnlib.ligru.cpp_loops`): bit-identical results without the interpreter's time per call.
+  Float32 CPU tensors whose products take the BLAS route in float32 (no autocast).
 - ``triton``: :mod:`rnnlib.ligru.triton_steps`, one or two fused kernels per step, launched
   in chunks of steps that :mod:`rnnlib.ligru.step_graphs` replays as CUDA graphs.
 
 The rule is fixed, never timed: CUDA tensors in float32 (autocast's bfloat16 / float16 products
-included) take ``triton`` wherever Triton imports and runs; everything else takes ``torch``.
-"Runs" is checked once per device, the first time the rule would pick ``triton`` there: a tiny
-recurrence, forward and backward, with and without layer norm, must compile, launch and agree
-with the reference recurrence (:func:`triton_runs`). A CUDA host where Triton is missing or
-broken (no C compiler for its launcher, say) logs one line and keeps ``torch``.
-:func:`force_loop_route` or the ``RNNLIB_LIGRU_LOOP`` environment variable (``torch`` /
-``triton``) override the rule; forcing ``triton`` on CPU tensors needs
+included) take ``triton`` wherever Triton imports and runs; float32 CPU tensors take ``cpp``
+wherever their products take the BLAS route in float32 and the C++ loops build and run;
+everything else takes ``torch``. "Runs" is checked once per device, the first time the rule would
+pick a route there: a tiny recurrence, forward and backward, with and without layer norm, must
+agree with the reference recurrence (Triton: within 1e-4) or with the ``torch`` loops (C++:
+bit for bit). Where a route cannot build or run (no C compiler, say) one log line says so and
+``torch`` runs. :func:`force_loop_route` or the ``RNNLIB_LIGRU_LOOP`` environment variable
+(``torch`` / ``cpp`` / ``triton``) override the rule; forcing ``triton`` on CPU tensors needs
 ``TRITON_INTERPRET=1`` (the tests do that). ``TF32 = True`` lets Triton's products use TF32 on
 CUDA (off by default: float32 products are IEEE, bit-for-bit repeatable).
 """
@@ -29,13 +33,17 @@ from types import ModuleType
 
 import torch
 
-LOOP_ROUTES = ("torch", "triton")
+from rnnlib.ligru import cpp_loops
+from rnnlib.ligru.products import product_route
+
+LOOP_ROUTES = ("torch", "cpp", "triton")
 ENVIRONMENT_VARIABLE = "RNNLIB_LIGRU_LOOP"
 TF32 = False
 _forced: str | None = None
 _triton: ModuleType | None = None
 _triton_error: str | None = None
 _runs: dict[str, bool] = {}
+_cpp_runs: bool | None = None
 log = logging.getLogger(__name__)
 
 
@@ -63,7 +71,8 @@ def triton_steps() -> ModuleType | None:
 
 
 def _tiny_recurrence(device: torch.device, norm: bool, reference: bool) -> list[torch.Tensor]:
-    """Output, final state and the gradients of a 2 x 5 x 4 recurrence with padding."""
+    """Output, final state and the gradients of a 2 x 5 x 4 recurrence with padding (the
+    reference recurrence or the loops of the route in force)."""
     from rnnlib.ligru.recurrence import ligru_recurrence_directions  # (imports this module)
 
     generator = torch.Generator().manual_seed(0)
@@ -102,6 +111,52 @@ def _check_triton(device: torch.device) -> bool:
     return True
 
 
+def _check_cpp() -> bool:
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            with torch.autocast("cpu", enabled=False):
+                for norm in (False, True):
+                    with force_loop_route("cpp"):
+                        got = _tiny_recurrence(torch.device("cpu"), norm, reference=False)
+                    with force_loop_route("torch"):
+                        expected = _tiny_recurrence(torch.device("cpu"), norm, reference=False)
+                    if not all(map(torch.equal, got, expected)):
+                        raise RuntimeError("results differ from the Python loops' in their bits")
+    except Exception as error:  # an extension built against another torch, say
+        log.warning(
+            "Light GRU: the C++ loops do not run (%s: %s); the loops run as Python calls",
+            type(error).__name__, error,
+        )  # fmt: skip
+        return False
+    return True
+
+
+def cpp_runs() -> bool:
+    """Whether the C++ loops build and give the Python loops' results bit for bit (checked once
+    per process, a few milliseconds once built; one log line if not)."""
+    global _cpp_runs
+    if _cpp_runs is None:
+        _cpp_runs = cpp_loops.extension() is not None and _check_cpp()
+    return _cpp_runs
+
+
+def cpp_applies(
+    device: torch.device, dtype: torch.dtype, product_dtype: torch.dtype | None = None
+) -> bool:
+    """Whether the C++ loops can run these loops: float32 CPU tensors whose products run in
+    float32 too (``product_dtype`` None) on the BLAS route (one ``baddbmm`` per step).
+
+    >>> cpp_applies(torch.device("cpu"), torch.float32, torch.bfloat16)
+    False
+    """
+    return (
+        device.type == "cpu"
+        and dtype == torch.float32
+        and product_dtype is None
+        and product_route(dtype) == "blas"
+    )
+
+
 def triton_runs(device: torch.device) -> bool:
     """Whether the Triton steps compile, launch and agree with the reference recurrence on
     ``device``; checked once per device (a few milliseconds once compiled), one log line if not.
@@ -127,14 +182,27 @@ def _interpreter_took_effect() -> bool:
     return language is None or type(language.zeros).__name__ == "InterpretedFunction"
 
 
-def loop_route(device: torch.device, dtype: torch.dtype) -> str:
-    """The loop route for states of ``dtype`` on ``device`` (see the module's rule).
+def loop_route(
+    device: torch.device, dtype: torch.dtype, product_dtype: torch.dtype | None = None
+) -> str:
+    """The loop route for states of ``dtype`` on ``device`` whose per-step products run in
+    ``product_dtype`` (None: ``dtype``); see the module's rule.
 
-    >>> loop_route(torch.device("cpu"), torch.float32)
+    >>> loop_route(torch.device("cpu"), torch.float32, torch.bfloat16)
     'torch'
     """
     route = _forced or _check(os.environ.get(ENVIRONMENT_VARIABLE) or None, ENVIRONMENT_VARIABLE)
     if route == "torch":
+        return route
+    if route == "cpp":
+        if not cpp_applies(device, dtype, product_dtype):
+            raise RuntimeError(
+                "the cpp loop route runs float32 CPU tensors whose products take the BLAS route "
+                f"in float32, not {device.type} {dtype} with products in {product_dtype} on the "
+                f"{product_route(dtype)} route"
+            )
+        if cpp_loops.extension() is None:
+            raise RuntimeError(f"the cpp loop route was forced, but {cpp_loops.build_error()}")
         return route
     if route == "triton":
         if device.type != "cuda" and not interpreting():
@@ -153,6 +221,8 @@ def loop_route(device: torch.device, dtype: torch.dtype) -> str:
         return route
     if device.type == "cuda" and dtype == torch.float32 and triton_runs(device):
         return "triton"
+    if cpp_applies(device, dtype, product_dtype) and cpp_runs():
+        return "cpp"
     return "torch"
 
 

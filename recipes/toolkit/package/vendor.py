@@ -123,7 +123,8 @@ def check_imports(source: str, name: str) -> None:
 
 def write_runtime(folder: Path) -> Path:
     """Write ``folder/recognizer_runtime/`` (the runtime, imports made relative) and copy
-    ``rnnlib/`` (its ``.py`` files) into ``folder``; returns the runtime package's path."""
+    ``rnnlib/`` (its ``.py`` and ``.cpp`` files) into ``folder``; returns the runtime package's
+    path."""
     package = Path(folder) / RUNTIME_PACKAGE
     package.mkdir(parents=True)
     for module, short in MODULES.items():
@@ -137,4 +138,7 @@ def write_runtime(folder: Path) -> Path:
         target = Path(folder) / "rnnlib" / path.relative_to(RNNLIB)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(source, encoding="utf-8")
+    for path in sorted(RNNLIB.rglob("*.cpp")):  # the Light GRU's C++ loops, built where used
+        target = Path(folder) / "rnnlib" / path.relative_to(RNNLIB)
+        target.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     return package
