@@ -16,7 +16,9 @@ another multiple of the layer).
 
 A type ``<name>@packed`` (``lstm@packed``, ``gru@packed``, ``rnn@packed``) runs that recogniser
 with its encoder routed through the packed path rnnlib took before (``pack_padded_sequence``
-through its ``torch.nn`` module): before and after in one process. A ``+bf16`` suffix
+through its ``torch.nn`` module): before and after in one process. ``ligru@torch`` and
+``ligru@cpp`` (any Light GRU type) force the loops over time to the Python or the C++ loops
+(``rnnlib.ligru.loop_route``; a plain type takes the rule's). A ``+bf16`` suffix
 (``ligru+bf16``, ``lstm@packed+bf16``) steps as ``trainer.precision=bf16-mixed`` does: the
 forward pass and the loss under ``torch.autocast("cpu", torch.bfloat16)``, backward and the
 optimizer outside it (its bare-layer step under the same autocast). ``--baseline`` names the
@@ -62,6 +64,7 @@ from recipes.toolkit.ctc.module import CTCRecognizer
 from recipes.toolkit.data.datamodule import SpeechDataModule
 from recipes.toolkit.run.validate import validate_run_config
 from recipes.toolkit.workflow import build_recognizer
+from rnnlib.ligru.loop_route import LOOP_ROUTES, force_loop_route
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_CONF = REPO / "recipes" / "timit" / "conf"
@@ -72,11 +75,21 @@ PACKED = "packed"  # the suffix of a type run through the packed route
 
 def split_type(name: str) -> tuple[str, bool]:
     """``"lstm@packed"`` -> ``("lstm", True)``; ``"lstm"`` -> ``("lstm", False)``; a ``+bf16``
-    suffix is part of neither (``"lstm@packed+bf16"`` -> ``("lstm", True)``)."""
+    suffix is part of neither (``"lstm@packed+bf16"`` -> ``("lstm", True)``), nor a Light GRU
+    loop route (``"ligru@torch"`` -> ``("ligru", False)``, see :func:`loop_route_of`)."""
     base, _, route = name.removesuffix(BF16).partition("@")
-    if route not in ("", PACKED):
-        raise ValueError(f"unknown route {route!r} in {name!r} (only @{PACKED})")
+    if route not in ("", PACKED, *LOOP_ROUTES):
+        raise ValueError(
+            f"unknown route {route!r} in {name!r} (@{PACKED}, or a Light GRU loop route: "
+            f"{', '.join('@' + r for r in LOOP_ROUTES)})"
+        )
     return base, route == PACKED
+
+
+def loop_route_of(name: str) -> str | None:
+    """The Light GRU loop route a type names (``"sligru@torch"`` -> ``"torch"``), or None."""
+    route = name.removesuffix(BF16).partition("@")[2]
+    return route if route in LOOP_ROUTES else None
 
 
 def compose_config(rnn: str, overrides: list[str], data_dir: Path) -> DictConfig:
@@ -130,14 +143,18 @@ class Runner:
         size, time_steps = batch["feats"].shape[:2]
         return torch.randn(size, time_steps, self.module.model.encoder.input_size)
 
-    def precision(self) -> contextlib.AbstractContextManager:
-        """CPU bfloat16 autocast for a ``+bf16`` type (as Lightning's ``bf16-mixed``), else
-        nothing: bench_rnn's, whose ``+bf16`` suffix this is."""
-        return autocast_for(self.name, "cpu")
+    def forward_context(self) -> contextlib.ExitStack:
+        """What a forward runs under: CPU bfloat16 autocast for a ``+bf16`` type (as Lightning's
+        ``bf16-mixed``: bench_rnn's, whose ``+bf16`` suffix this is) and the Light GRU loop route
+        a ``@torch`` / ``@cpp`` type names (a backward follows its forward's route)."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(autocast_for(self.name, "cpu"))
+        stack.enter_context(force_loop_route(loop_route_of(self.name)))
+        return stack
 
     def step(self, batch: dict, index: int) -> float | None:
         """One step; the loss, or ``None`` for a skipped step (non-finite loss)."""
-        with self.precision():  # forward and loss only, as Lightning's mixed precision
+        with self.forward_context():  # forward and loss only, as Lightning's mixed precision
             loss = self.module.training_step(batch, index)
         if loss is None:  # a non-finite loss: the recipe skips the step
             self.skipped += 1
@@ -185,7 +202,7 @@ def bench(args: argparse.Namespace) -> dict:
         warnings.filterwarnings("ignore", message=".*self.log.*")  # no Trainer to log to
         for runner in runners.values():  # warm-up: allocations, kernel set-up
             runner.step(batches[0], 0)
-            with runner.precision():
+            with runner.forward_context():
                 bare_layer_step(runner.module.model.encoder, runner.layer_input(batches[0]))
         for index, batch in enumerate(batches):
             for name, runner in runners.items():
@@ -195,7 +212,7 @@ def bench(args: argparse.Namespace) -> dict:
                 runner.step(batch, index)
                 seconds[name].append(time.perf_counter() - start)
                 start = time.perf_counter()
-                with runner.precision():
+                with runner.forward_context():
                     bare_layer_step(runner.module.model.encoder, x)
                 bare[name].append(time.perf_counter() - start)
             done = ", ".join(f"{name} {seconds[name][-1] * 1e3:.0f}" for name in types)

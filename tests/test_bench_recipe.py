@@ -80,6 +80,9 @@ def test_bf16_type_steps_under_autocast_as_bf16_mixed():
     bench = load_bench()
     assert bench.split_type("lstm@packed+bf16") == ("lstm", True)
     assert bench.split_type("ligru+bf16") == ("ligru", False)
+    assert bench.split_type("sligru@torch+bf16") == ("sligru", False)
+    assert bench.loop_route_of("sligru@torch+bf16") == "torch"
+    assert bench.loop_route_of("lstm@packed") is None
     layer = torch.nn.Linear(4, 4)
     x = torch.randn(2, 4)
     with bench.autocast_for("ligru+bf16", "cpu"):

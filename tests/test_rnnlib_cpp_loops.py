@@ -5,6 +5,7 @@ import copy
 import itertools
 import logging
 import multiprocessing
+import os
 import subprocess
 import sys
 
@@ -148,3 +149,25 @@ def test_processes_starting_at_once_all_load_the_loops():
     for worker in workers:
         worker.join(timeout=60)
     assert loaded == [True, True, True]
+
+
+@needs_cpp
+@pytest.mark.slow
+def test_a_half_written_library_is_built_again(tmp_path):
+    """A build killed while linking leaves a library that does not import: the next process
+    builds it again, and the rebuilt loops pass the first-use check (the Python loops' bits)."""
+    name = cpp_loops.build_name()
+    (tmp_path / name).mkdir()
+    (tmp_path / name / f"{name}.so").write_bytes(b"\x7fELF cut short")
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO)\n"
+        "from rnnlib.ligru import cpp_loops, loop_route\n"
+        "print(cpp_loops.extension().__file__, loop_route.cpp_runs())\n"
+    )
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "does not load" in done.stderr and "compiling" in done.stderr
+    assert done.stdout.split() == [str(tmp_path / name / f"{name}.so"), "True"]

@@ -9,7 +9,8 @@ of a small layer's step. They run float32 with the BLAS product route (one ``bad
 The source is compiled with :func:`torch.utils.cpp_extension.load` the first time a process
 needs it (about half a minute, one log line; needs a C++ compiler and ``ninja``) into
 ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``), under a name that changes
-with the source and the torch version; later processes load the built library in milliseconds.
+with the source and the torch version; later processes import the built library directly, in
+milliseconds.
 Processes that start at once (DDP ranks) build it once: torch holds an OS-level lock while it
 builds, which the kernel releases if the builder is killed, so a build killed half-way is redone
 by the next process rather than waited for. Where the build fails, :func:`extension` logs why,
@@ -19,6 +20,7 @@ once, and returns None.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -52,20 +54,25 @@ def build_root() -> Path:
 
 
 def build(source: Path | None = None, root: Path | None = None) -> ModuleType:
-    """Compile ``source`` (default :data:`SOURCE`) or load it, built before, and import it;
-    raises where that fails."""
+    """Import the library built from ``source`` (default :data:`SOURCE`), compiling it first
+    where it is not built yet; raises where that fails."""
     source = source or SOURCE
     name = build_name(source)
     directory = (root or build_root()) / name
+    library = directory / f"{name}.so"
+    if library.exists():
+        try:  # without torch.utils.cpp_extension: its import costs a second and 170 MB
+            return _import_library(name, library)
+        except ImportError as error:  # a half-written library of a killed build, say
+            log.info("Light GRU: %s does not load (%s); building it again", library, error)
     directory.mkdir(parents=True, exist_ok=True)
+    log.info("Light GRU: compiling its C++ loops once for this machine into %s", directory)
     previous = logging.getLogger("torch.utils.cpp_extension").level
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime"
     try:
         from torch.utils import cpp_extension
     finally:
         logging.getLogger("torch.utils.cpp_extension").setLevel(previous)
-    if not (directory / f"{name}.so").exists():
-        log.info("Light GRU: compiling its C++ loops once for this machine into %s", directory)
     return cpp_extension.load(
         name,
         [str(source)],
@@ -73,6 +80,13 @@ def build(source: Path | None = None, root: Path | None = None) -> ModuleType:
         build_directory=str(directory),
         verbose=False,
     )
+
+
+def _import_library(name: str, library: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, library)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def extension() -> ModuleType | None:
