@@ -24,14 +24,20 @@ needs_cpp = pytest.mark.skipif(
 )
 
 
-def two_directions(dtype, time, lengths, drop, nonlinearity, norm, route):
-    """Output, final states and every gradient of a two-direction recurrence run by ``route``."""
+def two_directions(dtype, time, lengths, drop, nonlinearity, norm, route, products_=None):
+    """Output, final states and every gradient of a two-direction recurrence run by ``route``;
+    ``products_``: ``(product route or None, bfloat16 autocast)``."""
+    product_route, autocast = products_ or (None, False)
     first = recurrence_inputs(dtype, time=time, lengths=lengths, drop=drop, seed=0)
     second = recurrence_inputs(dtype, time=time, lengths=lengths, drop=drop, seed=1)
     leaves = [first[0], second[0], first[1], second[1], first[2], second[2]]
     h0 = torch.stack([first[2], second[2]])
     drop_mask = torch.stack([first[4], second[4]]) if drop else None
-    with force_loop_route(route):
+    with (
+        force_loop_route(route),
+        products.force_route(product_route),
+        torch.autocast("cpu", torch.bfloat16, enabled=autocast),
+    ):
         out, h_n = ligru_recurrence_directions(
             [first[0], second[0]], [first[1], second[1]], h0, first[3], nonlinearity, norm,
             drop_mask, False,
@@ -42,17 +48,40 @@ def two_directions(dtype, time, lengths, drop, nonlinearity, norm, route):
 
 
 OPTIONS = list(itertools.product(NONLINEARITIES, [False, True], [None, [70, 9, 41]], [False, True]))
+# dtype, product route (None: the rule's), bfloat16 autocast: every branch of RecurrentProduct
+PRODUCTS = {
+    "float32": (torch.float32, None, False),
+    "float32-mkl": (torch.float32, "blas", False),
+    "float32-onednn": (torch.float32, "onednn", False),
+    "float64": (torch.float64, None, False),
+    "bf16-autocast": (torch.float32, None, True),
+}
+
+
+def assert_equal_on_both_loops(options, products_=None):
+    python = two_directions(*options, "torch", products_)
+    cpp = two_directions(*options, "cpp", products_)
+    names = ["out", "h_n", "da1", "da2", "dU1", "dU2", "dh0_1", "dh0_2"]
+    for name, got, expected in zip(names, cpp, python, strict=True):
+        assert torch.equal(got, expected), name
 
 
 @needs_cpp
 @pytest.mark.parametrize("nonlinearity,norm,lengths,drop", OPTIONS)
 def test_cpp_loops_equal_the_python_loops_bit_for_bit(nonlinearity, norm, lengths, drop):
     """70 steps cross a backward chunk (64 steps); two directions; every option."""
-    options = (torch.float32, 70, lengths, drop, nonlinearity, norm)
-    python, cpp = two_directions(*options, "torch"), two_directions(*options, "cpp")
-    names = ["out", "h_n", "da1", "da2", "dU1", "dU2", "dh0_1", "dh0_2"]
-    for name, got, expected in zip(names, cpp, python, strict=True):
-        assert torch.equal(got, expected), name
+    assert_equal_on_both_loops((torch.float32, 70, lengths, drop, nonlinearity, norm))
+
+
+@needs_cpp
+@pytest.mark.parametrize("norm", [False, True])
+@pytest.mark.parametrize("name", list(PRODUCTS))
+def test_every_product_route_is_the_python_loops_bit_for_bit(name, norm):
+    dtype, route, autocast = PRODUCTS[name]
+    if route == "onednn" and not products.onednn_linear_available(dtype):
+        pytest.skip("oneDNN's linear does not run float32 here")
+    options = (dtype, 70, [70, 9, 41], True, "relu", norm)
+    assert_equal_on_both_loops(options, (route, autocast))
 
 
 @needs_cpp
@@ -77,16 +106,10 @@ def test_layers_in_training_and_inference_equal_on_both_routes(cls):
 
 
 @needs_cpp
-def test_rule_takes_cpp_for_cpu_blas_products_only():
+def test_rule_takes_cpp_for_cpu_tensors():
     assert loop_route.cpp_runs()
-    assert loop_route.loop_route(CPU, torch.float32) == "cpp"
-    assert loop_route.loop_route(CPU, torch.float64) == "torch"  # per-direction products
-    assert loop_route.loop_route(CPU, torch.float32, torch.bfloat16) == "torch"  # autocast
-    if products.onednn_linear_available(torch.float32):
-        with products.force_route("onednn"):
-            assert loop_route.loop_route(CPU, torch.float32) == "torch"
-            with force_loop_route("cpp"), pytest.raises(RuntimeError, match="BLAS route"):
-                loop_route.loop_route(CPU, torch.float32)
+    for dtype in (torch.float32, torch.float64):
+        assert loop_route.loop_route(CPU, dtype) == "cpp"
     with force_loop_route("torch"):
         assert loop_route.loop_route(CPU, torch.float32) == "torch"
 
@@ -96,8 +119,8 @@ def test_the_environment_variable_chooses_either_cpu_loop(monkeypatch):
     for route in ("torch", "cpp"):
         monkeypatch.setenv("RNNLIB_LIGRU_LOOP", route)
         assert loop_route.loop_route(CPU, torch.float32) == route
-    with pytest.raises(RuntimeError, match="float32 CPU tensors"):
-        loop_route.loop_route(CPU, torch.float64)
+    with pytest.raises(RuntimeError, match="CPU tensors, not cuda"):
+        loop_route.loop_route(torch.device("cuda"), torch.float32)
 
 
 def test_a_failed_build_logs_once_and_the_python_loops_run(monkeypatch, tmp_path, caplog):

@@ -9,6 +9,9 @@
 ``masked_norm``        batch norm over valid frames only
 ``layout``             time-major loop buffers <-> batch-major outputs
 ``parallel_directions``  the two directions of a layer as concurrent CPU loops
+``loop_route``         the fixed rule choosing the loops over time: Python, C++ or Triton
+``cpp_loops``          the CPU loops in C++ (``cpp_loops.cpp``), built once per machine
+``triton_steps``       the fused GPU steps (Triton)
 =====================  ==============================================================
 
 >>> import torch

@@ -3,8 +3,9 @@
 The C++ loops call the same ATen operators as :func:`rnnlib.ligru.cpu_kernel._forward_loop` and
 the inner loop of its backward, in the same order with the same arguments, so their results are
 bit-identical; what they save is the interpreter's few microseconds per operator call, a tenth
-of a small layer's step. They run float32 with the BLAS product route (one ``baddbmm`` or
-``bmm`` per step); :mod:`rnnlib.ligru.loop_route` decides where they are used.
+of a small layer's step. Their products follow :class:`rnnlib.ligru.products.RecurrentProduct`
+branch for branch (its route and packed weights are handed over), so every dtype and product
+route runs; :mod:`rnnlib.ligru.loop_route` decides where they are used.
 
 The source is compiled with :func:`torch.utils.cpp_extension.load` the first time a process
 needs it (about half a minute, one log line; needs a C++ compiler and ``ninja``) into

@@ -167,7 +167,7 @@ class _LiGRUFunction(torch.autograd.Function):
         states = h0.new_empty(directions, time + 1, rows, hidden)
         states[:, 0].copy_(h0)
         valid = _valid_steps(mask)
-        route = loops.loop_route(h0.device, h0.dtype, product_dtype)
+        route = loops.loop_route(h0.device, h0.dtype)
         if route == "triton":
             loops.triton_steps().forward_loop(
                 gates,
@@ -181,7 +181,7 @@ class _LiGRUFunction(torch.autograd.Function):
                 loops.TF32,
             )
         else:
-            loop = cpp_loops.extension().forward_loop if route == "cpp" else _forward_loop
+            loop = _cpp_forward_loop if route == "cpp" else _forward_loop
             run_directions(
                 lambda part, gates=gates: loop(
                     gates[part],
@@ -191,7 +191,7 @@ class _LiGRUFunction(torch.autograd.Function):
                     _part(drop_mask, part),
                     nonlinearity,
                     recurrent_norm,
-                    *([] if route == "cpp" else [product_dtype]),
+                    product_dtype,
                 ),
                 directions,
                 h0.device,
@@ -342,6 +342,31 @@ def _forward_loop(
             torch.where(valid[t], new, h_prev, out=h_next)
 
 
+def _cpp_product(product: RecurrentProduct):
+    """``product``'s route and weights for the C++ loops, which mirror its branches."""
+    packed = product.weights if product.use_onednn else []
+    return cpp_loops.extension().Product(
+        product.weight_t, packed, product.dtype, product.use_onednn, product.per_direction
+    )
+
+
+def _cpp_forward_loop(
+    gates: Tensor,
+    states: Tensor,
+    weight_hh: Tensor,
+    valid: Tensor | None,
+    drop_mask: Tensor | None,
+    nonlinearity: str,
+    recurrent_norm: bool,
+    product_dtype: torch.dtype | None = None,
+) -> None:
+    """:func:`_forward_loop` as a C++ loop (:mod:`rnnlib.ligru.cpp_loops`): bit for bit."""
+    product = RecurrentProduct(weight_hh, rows=states.shape[2], dtype=product_dtype)
+    cpp_loops.extension().forward_loop(
+        gates, states, _cpp_product(product), valid, drop_mask, nonlinearity, recurrent_norm
+    )
+
+
 def _backward_loop(
     inputs: Sequence[Tensor],
     scale: Tensor | None,
@@ -403,6 +428,7 @@ def _backward_loop(
         )
     grad_gates = gates  # each chunk of pre-activations becomes its gradient, in place
     product = RecurrentProduct(low_weight.transpose(1, 2), rows=batch)  # dgates -> dgates U
+    cpp_product = _cpp_product(product) if route == "cpp" else None
     out_steps = grad_out.unbind(1)
     grad_steps = grad_gates.unbind(1)
     zeta = states.new_empty(directions, min(CHUNK_STEPS, time), batch, hidden)
@@ -451,7 +477,7 @@ def _backward_loop(
             dh, spare = cpp_loops.extension().backward_steps(
                 grad_gates,
                 zeta_chunk,
-                low_weight,
+                cpp_product,
                 grad_out,
                 dh,
                 spare,

@@ -4,19 +4,19 @@
   element-wise operators per step, called from Python; runs on every device.
 - ``cpp``: the same operators in the same order called from C++ loops
   (:mod:`rnnlib.ligru.cpp_loops`): bit-identical results without the interpreter's time per call.
-  Float32 CPU tensors whose products take the BLAS route in float32 (no autocast).
+  CPU tensors, every dtype and product route.
 - ``triton``: :mod:`rnnlib.ligru.triton_steps`, one or two fused kernels per step, launched
   in chunks of steps that :mod:`rnnlib.ligru.step_graphs` replays as CUDA graphs.
 
 The rule is fixed, never timed: CUDA tensors in float32 (autocast's bfloat16 / float16 products
-included) take ``triton`` wherever Triton imports and runs; float32 CPU tensors take ``cpp``
-wherever their products take the BLAS route in float32 and the C++ loops build and run;
-everything else takes ``torch``. "Runs" is checked once per device, the first time the rule would
-pick a route there: a tiny recurrence, forward and backward, with and without layer norm, must
-agree with the reference recurrence (Triton: within 1e-4) or with the ``torch`` loops (C++:
-bit for bit). Where a route cannot build or run (no C compiler, say) one log line says so and
-``torch`` runs. :func:`force_loop_route` or the ``RNNLIB_LIGRU_LOOP`` environment variable
-(``torch`` / ``cpp`` / ``triton``) override the rule; forcing ``triton`` on CPU tensors needs
+included) take ``triton`` wherever Triton imports and runs; CPU tensors take ``cpp`` wherever
+the C++ loops build and run; everything else takes ``torch``. "Runs" is checked once per device
+(C++: per process), the first time the rule would pick a route there: a tiny recurrence,
+forward and backward, with and without layer norm, must agree with the reference recurrence
+(Triton: within 1e-4) or with the ``torch`` loops (C++: bit for bit). Where a route cannot
+build or run (no C compiler, say) one log line says so and ``torch`` runs.
+:func:`force_loop_route` or the ``RNNLIB_LIGRU_LOOP`` environment variable (``torch`` /
+``cpp`` / ``triton``) override the rule; forcing ``triton`` on CPU tensors needs
 ``TRITON_INTERPRET=1`` (the tests do that). ``TF32 = True`` lets Triton's products use TF32 on
 CUDA (off by default: float32 products are IEEE, bit-for-bit repeatable).
 """
@@ -34,7 +34,6 @@ from types import ModuleType
 import torch
 
 from rnnlib.ligru import cpp_loops
-from rnnlib.ligru.products import product_route
 
 LOOP_ROUTES = ("torch", "cpp", "triton")
 ENVIRONMENT_VARIABLE = "RNNLIB_LIGRU_LOOP"
@@ -140,21 +139,13 @@ def cpp_runs() -> bool:
     return _cpp_runs
 
 
-def cpp_applies(
-    device: torch.device, dtype: torch.dtype, product_dtype: torch.dtype | None = None
-) -> bool:
-    """Whether the C++ loops can run these loops: float32 CPU tensors whose products run in
-    float32 too (``product_dtype`` None) on the BLAS route (one ``baddbmm`` per step).
+def cpp_applies(device: torch.device) -> bool:
+    """Whether the C++ loops can run loops on ``device``: CPU, every dtype and product route.
 
-    >>> cpp_applies(torch.device("cpu"), torch.float32, torch.bfloat16)
+    >>> cpp_applies(torch.device("cuda"))
     False
     """
-    return (
-        device.type == "cpu"
-        and dtype == torch.float32
-        and product_dtype is None
-        and product_route(dtype) == "blas"
-    )
+    return device.type == "cpu"
 
 
 def triton_runs(device: torch.device) -> bool:
@@ -182,25 +173,18 @@ def _interpreter_took_effect() -> bool:
     return language is None or type(language.zeros).__name__ == "InterpretedFunction"
 
 
-def loop_route(
-    device: torch.device, dtype: torch.dtype, product_dtype: torch.dtype | None = None
-) -> str:
-    """The loop route for states of ``dtype`` on ``device`` whose per-step products run in
-    ``product_dtype`` (None: ``dtype``); see the module's rule.
+def loop_route(device: torch.device, dtype: torch.dtype) -> str:
+    """The loop route for states of ``dtype`` on ``device`` (see the module's rule).
 
-    >>> loop_route(torch.device("cpu"), torch.float32, torch.bfloat16)
+    >>> loop_route(torch.device("cuda"), torch.float64)
     'torch'
     """
     route = _forced or _check(os.environ.get(ENVIRONMENT_VARIABLE) or None, ENVIRONMENT_VARIABLE)
     if route == "torch":
         return route
     if route == "cpp":
-        if not cpp_applies(device, dtype, product_dtype):
-            raise RuntimeError(
-                "the cpp loop route runs float32 CPU tensors whose products take the BLAS route "
-                f"in float32, not {device.type} {dtype} with products in {product_dtype} on the "
-                f"{product_route(dtype)} route"
-            )
+        if not cpp_applies(device):
+            raise RuntimeError(f"the cpp loop route runs CPU tensors, not {device.type} ones")
         if cpp_loops.extension() is None:
             raise RuntimeError(f"the cpp loop route was forced, but {cpp_loops.build_error()}")
         return route
@@ -221,7 +205,7 @@ def loop_route(
         return route
     if device.type == "cuda" and dtype == torch.float32 and triton_runs(device):
         return "triton"
-    if cpp_applies(device, dtype, product_dtype) and cpp_runs():
+    if cpp_applies(device) and cpp_runs():
         return "cpp"
     return "torch"
 
