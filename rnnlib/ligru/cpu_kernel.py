@@ -181,9 +181,8 @@ class _LiGRUFunction(torch.autograd.Function):
                 loops.TF32,
             )
         else:
-            loop = _cpp_forward_loop if route == "cpp" else _forward_loop
             run_directions(
-                lambda part, gates=gates: loop(
+                lambda part, gates=gates: _forward_loop(
                     gates[part],
                     states[part],
                     weight_hh[part],
@@ -192,6 +191,7 @@ class _LiGRUFunction(torch.autograd.Function):
                     nonlinearity,
                     recurrent_norm,
                     product_dtype,
+                    route,
                 ),
                 directions,
                 h0.device,
@@ -307,14 +307,22 @@ def _forward_loop(
     nonlinearity: str,
     recurrent_norm: bool,
     product_dtype: torch.dtype | None = None,
+    route: str = "torch",
 ) -> None:
     """Fill ``states[:, 1:]`` and turn ``gates`` (holding ``a``) into the gate pre-activations.
 
     ``gates [D, T, B, 2H]``, ``states [D, T + 1, B, H]`` (``states[:, 0]`` = ``h0``), ``valid
     [T, B, 1]`` bool or None. ``product_dtype``: the dtype of ``U h`` (None: the states' own).
+    ``route``: ``torch`` runs the loop below, ``cpp`` the same loop in C++, bit for bit
+    (:mod:`rnnlib.ligru.cpp_loops`).
     """
     hidden = states.shape[-1]
     product = RecurrentProduct(weight_hh, rows=states.shape[2], dtype=product_dtype)
+    if route == "cpp":
+        cpp_loops.extension().forward_loop(
+            gates, states, _cpp_product(product), valid, drop_mask, nonlinearity, recurrent_norm
+        )
+        return
     gate_steps = gates.unbind(1)
     z_steps = gates[..., :hidden].unbind(1)
     c_steps = gates[..., hidden:].unbind(1)
@@ -347,23 +355,6 @@ def _cpp_product(product: RecurrentProduct):
     packed = product.weights if product.use_onednn else []
     return cpp_loops.extension().Product(
         product.weight_t, packed, product.dtype, product.use_onednn, product.per_direction
-    )
-
-
-def _cpp_forward_loop(
-    gates: Tensor,
-    states: Tensor,
-    weight_hh: Tensor,
-    valid: Tensor | None,
-    drop_mask: Tensor | None,
-    nonlinearity: str,
-    recurrent_norm: bool,
-    product_dtype: torch.dtype | None = None,
-) -> None:
-    """:func:`_forward_loop` as a C++ loop (:mod:`rnnlib.ligru.cpp_loops`): bit for bit."""
-    product = RecurrentProduct(weight_hh, rows=states.shape[2], dtype=product_dtype)
-    cpp_loops.extension().forward_loop(
-        gates, states, _cpp_product(product), valid, drop_mask, nonlinearity, recurrent_norm
     )
 
 
