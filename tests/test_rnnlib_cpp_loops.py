@@ -123,6 +123,28 @@ def test_the_environment_variable_chooses_either_cpu_loop(monkeypatch):
         loop_route.loop_route(torch.device("cuda"), torch.float32)
 
 
+@needs_cpp
+def test_the_first_use_check_rejects_loops_whose_bits_differ(monkeypatch, caplog):
+    real = cpp_loops.extension()
+
+    class OffByABit:  # the built loops, but the last state moved by far less than any tolerance
+        Product = real.Product
+        backward_steps = real.backward_steps
+
+        @staticmethod
+        def forward_loop(gates, states, *args):
+            real.forward_loop(gates, states, *args)
+            states[:, -1] += 1e-6
+
+    monkeypatch.setattr(cpp_loops, "_extension", OffByABit)
+    monkeypatch.setattr(loop_route, "_cpp_runs", None)
+    with caplog.at_level(logging.WARNING, logger=loop_route.__name__):
+        assert loop_route.loop_route(CPU, torch.float32) == "torch"
+        assert loop_route.loop_route(CPU, torch.float32) == "torch"  # checked once
+    lines = [r.getMessage() for r in caplog.records if r.name == loop_route.__name__]
+    assert len(lines) == 1 and "differ from the torch loops" in lines[0], lines
+
+
 def test_a_failed_build_logs_once_and_the_python_loops_run(monkeypatch, tmp_path, caplog):
     broken = tmp_path / "broken.cpp"
     broken.write_text("this is not C++\n")

@@ -100,7 +100,7 @@ def extension() -> ModuleType | None:
             _error = f"{type(error).__name__}: {error}".strip()
             log.warning(
                 "Light GRU: its C++ loops could not be built (%s); the loops run as Python "
-                "calls of the same operators (same results, a little slower)",
+                "calls of the same operators (same results, slower)",
                 _error.splitlines()[0],
             )
     return _extension

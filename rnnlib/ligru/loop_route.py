@@ -89,42 +89,29 @@ def _tiny_recurrence(device: torch.device, norm: bool, reference: bool) -> list[
     return [out, h_n, *torch.autograd.grad(loss + (h_n * h_n).sum(), [a, weight, h0])]
 
 
-def _check_triton(device: torch.device) -> bool:
+def _agrees(route: str, device: torch.device, against: str | None, tolerance: float) -> bool:
+    """Whether the tiny recurrence, with and without layer norm, run by ``route`` on ``device``
+    agrees with the same run by route ``against`` (None: the reference recurrence) to within
+    ``tolerance`` in every output and gradient (0: bit for bit); one warning line if not."""
+    names = {"triton": "the Triton steps", "cpp": "the C++ loops"}
     try:
         with torch.inference_mode(False), torch.enable_grad():
-            with torch.autocast(device.type, enabled=False), force_loop_route("triton"):
+            with torch.autocast(device.type, enabled=False):
                 for norm in (False, True):
-                    got = _tiny_recurrence(device, norm, reference=False)
-                    expected = _tiny_recurrence(device, norm, reference=True)
+                    with force_loop_route(route):
+                        got = _tiny_recurrence(device, norm, reference=False)
+                    with force_loop_route(against or route):
+                        expected = _tiny_recurrence(device, norm, reference=against is None)
                     pairs = zip(got, expected, strict=True)
                     error = max((g - e).abs().max().item() for g, e in pairs)
-                    if not error <= 1e-4:  # NaN too
-                        raise RuntimeError(f"results differ from the reference by {error:.3g}")
-    except Exception as error:  # a compiler, launcher or driver failure, or wrong numbers
+                    if not error <= tolerance:  # NaN too
+                        what = f"the {against} loops" if against else "the reference recurrence"
+                        raise RuntimeError(f"results differ from {what} by {error:.3g}")
+    except Exception as error:  # a compiler, launcher, driver or ABI failure, or wrong numbers
         log.warning(
-            "Light GRU: the Triton steps do not run on %s (%s: %s); the loops run as PyTorch "
-            "operators there",
-            device, type(error).__name__, error,
-        )  # fmt: skip
-        return False
-    return True
-
-
-def _check_cpp() -> bool:
-    try:
-        with torch.inference_mode(False), torch.enable_grad():
-            with torch.autocast("cpu", enabled=False):
-                for norm in (False, True):
-                    with force_loop_route("cpp"):
-                        got = _tiny_recurrence(torch.device("cpu"), norm, reference=False)
-                    with force_loop_route("torch"):
-                        expected = _tiny_recurrence(torch.device("cpu"), norm, reference=False)
-                    if not all(map(torch.equal, got, expected)):
-                        raise RuntimeError("results differ from the Python loops' in their bits")
-    except Exception as error:  # an extension built against another torch, say
-        log.warning(
-            "Light GRU: the C++ loops do not run (%s: %s); the loops run as Python calls",
-            type(error).__name__, error,
+            "Light GRU: %s do not run on %s (%s: %s); the loops run as PyTorch operators "
+            "called from Python there",
+            names[route], device, type(error).__name__, error,
         )  # fmt: skip
         return False
     return True
@@ -135,17 +122,10 @@ def cpp_runs() -> bool:
     per process, a few milliseconds once built; one log line if not)."""
     global _cpp_runs
     if _cpp_runs is None:
-        _cpp_runs = cpp_loops.extension() is not None and _check_cpp()
+        _cpp_runs = cpp_loops.extension() is not None and _agrees(
+            "cpp", torch.device("cpu"), against="torch", tolerance=0.0
+        )
     return _cpp_runs
-
-
-def cpp_applies(device: torch.device) -> bool:
-    """Whether the C++ loops can run loops on ``device``: CPU, every dtype and product route.
-
-    >>> cpp_applies(torch.device("cuda"))
-    False
-    """
-    return device.type == "cpu"
 
 
 def triton_runs(device: torch.device) -> bool:
@@ -157,7 +137,7 @@ def triton_runs(device: torch.device) -> bool:
             return False
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
             return False  # not now: the check cannot run inside the caller's capture
-        _runs[str(device)] = _check_triton(device)
+        _runs[str(device)] = _agrees("triton", device, against=None, tolerance=1e-4)
     return _runs[str(device)]
 
 
@@ -183,7 +163,7 @@ def loop_route(device: torch.device, dtype: torch.dtype) -> str:
     if route == "torch":
         return route
     if route == "cpp":
-        if not cpp_applies(device):
+        if device.type != "cpu":
             raise RuntimeError(f"the cpp loop route runs CPU tensors, not {device.type} ones")
         if cpp_loops.extension() is None:
             raise RuntimeError(f"the cpp loop route was forced, but {cpp_loops.build_error()}")
@@ -205,7 +185,7 @@ def loop_route(device: torch.device, dtype: torch.dtype) -> str:
         return route
     if device.type == "cuda" and dtype == torch.float32 and triton_runs(device):
         return "triton"
-    if cpp_applies(device) and cpp_runs():
+    if device.type == "cpu" and cpp_runs():
         return "cpp"
     return "torch"
 
